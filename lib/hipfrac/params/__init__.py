@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -83,8 +84,8 @@ class Params(Section):
 
     @property
     def output_dir(self) -> Path:
-        """outputs/<run>/"""
-        return PROJECT_ROOT / "outputs" / self.run
+        """outputs/<run>/ (the outputs root can be moved with the HIPFRAC_OUTPUTS environment variable)."""
+        return Path(os.environ.get("HIPFRAC_OUTPUTS", PROJECT_ROOT / "outputs")) / self.run
 
     def source_file(self, name: str) -> SourceFile:
         """The SourceFile entry of one source, with its path filled in (absolute)."""

@@ -1,0 +1,47 @@
+"""The notebook runner: outputs land atomically; a failing notebook leaves the last good outputs."""
+
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from hipfrac.runner import run_notebook
+
+
+def _notebook(path, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "hipfrac", "display_name": "Python (hipfrac)", "language": "python"}
+    params = nbformat.v4.new_code_cell('params_file = "x"\noutput_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPFRAC_OUTPUTS", str(tmp_path / "outputs"))
+    pfile = tmp_path / "runx.yaml"
+    pfile.write_text(yaml.safe_dump({"synth": {"out_dir": str(tmp_path / "syn")}}))
+    return tmp_path, pfile
+
+
+def test_success_moves_outputs_into_place_and_failure_keeps_them(env, capsys):
+    tmp, pfile = env
+    nb = tmp / "07_demo.ipynb"
+    _notebook(nb, "from pathlib import Path\nPath(output_dir, 'result.txt').write_text('good')")
+    assert run_notebook(nb, pfile) == 0
+    final = tmp / "outputs" / "runx" / "07_demo"
+    assert (final / "result.txt").read_text() == "good"
+    executed = json.loads((final / "07_demo.ipynb").read_text())
+    assert any("output_dir" in "".join(c["source"]) for c in executed["cells"])  # injected parameters
+
+    _notebook(nb, "from pathlib import Path\nPath(output_dir, 'result.txt').write_text('bad')\n"
+                  "raise ValueError('boom in cell two')")
+    assert run_notebook(nb, pfile) == 1
+    err = capsys.readouterr().err
+    assert "boom in cell two" in err and "FAILED" in err
+    assert (final / "result.txt").read_text() == "good", "last good outputs must survive a failure"
+    assert (tmp / "outputs" / "runx" / ".failed" / "07_demo.ipynb").exists()
+    leftovers = [p.name for p in (tmp / "outputs" / "runx").iterdir() if p.name.startswith((".tmp", ".old"))]
+    assert not leftovers
