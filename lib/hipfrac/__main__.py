@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "synth":
+        if args.params:
+            from hipfrac import params
+
+            if not params.load(args.params).synth.enabled:
+                print(f"{args.params}: synth.enabled is false (real extracts): nothing to generate")
+                return 0
         from hipfrac import synth
 
         return synth.cli(args)
