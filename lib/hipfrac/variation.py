@@ -37,6 +37,12 @@ __all__ = [
     "funnel_limits",
     "overdispersion",
     "funnel_table",
+    "overdispersed_limits",
+    "mor_from_sigma2",
+    "design_matrix",
+    "random_intercept_logit",
+    "RandomInterceptFit",
+    "variance_explained",
 ]
 
 
@@ -477,3 +483,341 @@ def funnel_table(data: pd.DataFrame, unit: str | Sequence[str], events: str, n: 
     info = {"target": float(target), "phi": od["phi"], "tau2": od["tau2"], "p_value": od["p_value"],
             "k": od["k"]}
     return g, info
+
+
+# --------------------------------------------------------------------------------------------------
+# random-intercept logistic regression (maximum likelihood, Laplace / adaptive Gauss-Hermite)
+# --------------------------------------------------------------------------------------------------
+Z75 = stats.norm.ppf(0.75)
+
+
+def mor_from_sigma2(sigma2):
+    """Median odds ratio (Larsen & Merlo, Am J Epidemiol 2005): exp(sqrt(2 sigma2) * Phi^-1(0.75))."""
+    return np.exp(np.sqrt(2 * np.asarray(sigma2, dtype=float)) * Z75)
+
+
+def design_matrix(data: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """Fixed-effects design: an `Intercept` column, numeric/bool covariates as they are, string or
+    categorical covariates dummy-coded against their first level (the first category of a pandas
+    Categorical, otherwise the first in sorted order), named like `asa_group[3]`."""
+    cols = {"Intercept": np.ones(len(data))}
+    for c in covariates:
+        s = data[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            levels = [lv for lv in s.cat.categories if (s == lv).any()]
+        elif pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            cols[c] = s.to_numpy(dtype=float)
+            continue
+        else:
+            levels = sorted(s.dropna().astype(str).unique())
+        sv = s.astype(str)
+        for lv in levels[1:]:
+            cols[f"{c}[{lv}]"] = (sv == str(lv)).to_numpy(dtype=float)
+    return pd.DataFrame(cols, index=data.index)
+
+
+class RandomInterceptFit:
+    """Result of `random_intercept_logit` (lifelines-like: attributes plus a tidy `summary`).
+
+    sigma2: between-unit variance of the random intercept (log-odds scale); sigma = sqrt(sigma2).
+    mor, mor_ci: median odds ratio and its CI (from the profile-likelihood or Wald CI of sigma).
+    sigma2_ci: CI of sigma2. params: fixed effects (log-odds) with se, z, p, lower, upper, or_.
+    unit_effects: per unit: group, n, events, effect (conditional mode of the intercept deviation,
+      log-odds), se (conditional SD), lower, upper, odds_ratio, or_lower, or_upper, rank.
+    loglik, aic, n_obs, n_groups, n_dropped (rows dropped for missing values), nagq, converged.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Fixed effects and variance component in one tidy frame (term, estimate, se, lower, upper)."""
+        p = self.params[["term", "estimate", "se", "lower", "upper"]].copy()
+        extra = pd.DataFrame([
+            {"term": "sigma2[" + self.group + "]", "estimate": self.sigma2, "se": np.nan,
+             "lower": self.sigma2_ci[0], "upper": self.sigma2_ci[1]},
+            {"term": "mor[" + self.group + "]", "estimate": self.mor, "se": np.nan,
+             "lower": self.mor_ci[0], "upper": self.mor_ci[1]},
+        ])
+        return pd.concat([p, extra], ignore_index=True)
+
+    def __repr__(self) -> str:
+        return (f"<RandomInterceptFit {self.outcome} ~ {' + '.join(self.covariates) or '1'} + (1|{self.group}): "
+                f"sigma2={self.sigma2:.4g}, MOR={self.mor:.4g}, n={self.n_obs}, groups={self.n_groups}>")
+
+
+class _RILogitLik:
+    """Marginal log-likelihood of a random-intercept logit on aggregated binomial rows."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, m: np.ndarray, g: np.ndarray, n_groups: int, nagq: int):
+        self.X, self.y, self.m, self.g, self.G = X, y, m, g, n_groups
+        self.nagq = nagq
+        self.b = np.zeros(n_groups)
+        if nagq > 1:
+            x, w = np.polynomial.hermite.hermgauss(nagq)
+            self.gh_x, self.gh_logw = x, np.log(w)
+
+    def _modes(self, eta0: np.ndarray, s2: float, b: np.ndarray):
+        """Conditional modes of the unit intercepts (vectorised Newton), and -g'' at the mode."""
+        for _ in range(100):
+            p = _expit(eta0 + b[self.g])
+            grad = np.bincount(self.g, self.y - self.m * p, self.G) - b / s2
+            h = np.bincount(self.g, self.m * p * (1 - p), self.G) + 1 / s2
+            step = grad / h
+            step = np.clip(step, -5, 5)
+            b = b + step
+            if np.max(np.abs(step)) < 1e-10:
+                break
+        p = _expit(eta0 + b[self.g])
+        h = np.bincount(self.g, self.m * p * (1 - p), self.G) + 1 / s2
+        return b, p, h
+
+    def _cond_loglik(self, eta: np.ndarray) -> np.ndarray:
+        """Sum over rows of each group of y*eta - m*log(1 + e^eta) (binomial coefficient omitted)."""
+        return np.bincount(self.g, self.y * eta - self.m * np.logaddexp(0, eta), self.G)
+
+    def loglik(self, beta: np.ndarray, tau: float, grad: bool = False):
+        """Log-likelihood at fixed effects beta and tau = log(sigma); with its gradient if grad."""
+        s2 = np.exp(2 * tau)
+        eta0 = self.X @ beta
+        b, p, h = self._modes(eta0, s2, self.b.copy())
+        self.b = b
+        if self.nagq <= 1:
+            ll_g = self._cond_loglik(eta0 + b[self.g]) - b**2 / (2 * s2) - 0.5 * np.log(s2 * h)
+        else:
+            sd = np.sqrt(2 / h)
+            ll_k = []
+            for xk, lwk in zip(self.gh_x, self.gh_logw):
+                bk = b + sd * xk
+                ll_k.append(lwk + xk**2 + self._cond_loglik(eta0 + bk[self.g]) - bk**2 / (2 * s2))
+            ll_g = (np.logaddexp.reduce(np.vstack(ll_k), axis=0) + np.log(sd)
+                    - 0.5 * np.log(2 * np.pi * s2))
+        ll = float(ll_g.sum())
+        if not grad:
+            return ll
+        if self.nagq > 1:
+            raise ValueError("analytic gradient only for the Laplace approximation")
+        # exact gradient of the Laplace approximation (envelope theorem at the mode + d log h)
+        X, m, g = self.X, self.m, self.g
+        w = m * p * (1 - p)
+        w3 = w * (1 - 2 * p)
+        sx = np.zeros((self.G, X.shape[1]))
+        for j in range(X.shape[1]):
+            sx[:, j] = np.bincount(g, w * X[:, j], self.G)
+        db_dbeta = -sx / h[:, None]                                   # G x p
+        s3 = np.bincount(g, w3, self.G)
+        s3x = np.zeros_like(sx)
+        for j in range(X.shape[1]):
+            s3x[:, j] = np.bincount(g, w3 * X[:, j], self.G)
+        dh_dbeta = s3x + s3[:, None] * db_dbeta
+        gbeta = X.T @ (self.y - m * p) - 0.5 * (dh_dbeta / h[:, None]).sum(axis=0)
+        db_dtau = 2 * b / (s2 * h)
+        dh_dtau = -2 / s2 + s3 * db_dtau
+        gtau = float(np.sum(b**2 / s2 - 1 - 0.5 * dh_dtau / h))
+        return ll, np.append(gbeta, gtau)
+
+
+def _expit(x):
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+def random_intercept_logit(
+    data: pd.DataFrame,
+    outcome: str,
+    group: str,
+    covariates: Sequence[str] = (),
+    nagq: int = 1,
+    level: float = 0.95,
+    ci: str = "profile",
+) -> RandomInterceptFit:
+    """Random-intercept logistic regression by maximum likelihood: logit P(y=1) = x'beta + u_group,
+    u ~ N(0, sigma2).
+
+    data: one row per patient; outcome a 0/1 column; group the unit column (e.g. "hospital");
+    covariates: column names (numeric used as is, strings dummy-coded against their first level).
+    Rows with a missing outcome, group or covariate are dropped and counted (`n_dropped`).
+    nagq: 1 = Laplace approximation (as lme4::glmer nAGQ=1, with an exact analytic gradient);
+      > 1 = adaptive Gauss-Hermite quadrature with nagq nodes per unit (numerical gradient).
+    ci: "profile" (profile-likelihood interval for sigma, chi2(1) cut-off; the lower limit is 0 when
+      the cut-off is not reached before sigma = 0) or "wald" (Wald on log sigma).
+    Rows are aggregated to unit x covariate pattern (binomial counts) before fitting.
+    Returns a `RandomInterceptFit` (sigma2, mor, mor_ci, params, unit_effects, summary).
+    """
+    from scipy import optimize
+
+    covariates = list(covariates)
+    _require(data, [outcome, group] + covariates, "random_intercept_logit")
+    d = data[[outcome, group] + covariates]
+    keep = d.notna().all(axis=1)
+    n_dropped = int((~keep).sum())
+    d = d[keep]
+    y_raw = pd.to_numeric(d[outcome], errors="coerce")
+    if not y_raw.isin([0, 1]).all():
+        raise ValueError(f"outcome {outcome!r} must be 0/1")
+    if len(d) == 0:
+        raise ValueError("random_intercept_logit: no complete rows")
+    X = design_matrix(d, covariates)
+    const = [c for c in X.columns[1:] if X[c].nunique() <= 1]
+    if const:
+        raise ValueError(f"covariate term(s) {const} are constant among the complete rows")
+    terms = list(X.columns)
+    # aggregate to group x covariate pattern
+    agg = X.copy()
+    agg["_g"] = d[group].astype(str).to_numpy()
+    agg["_y"] = y_raw.to_numpy(float)
+    agg = agg.groupby(["_g"] + terms, sort=True).agg(_y=("_y", "sum"), _m=("_y", "size")).reset_index()
+    groups = sorted(agg["_g"].unique())
+    gcode = pd.Categorical(agg["_g"], categories=groups).codes.astype(np.int64)
+    Xa = agg[terms].to_numpy(float)
+    ya = agg["_y"].to_numpy(float)
+    ma = agg["_m"].to_numpy(float)
+    lik = _RILogitLik(Xa, ya, ma, gcode, len(groups), nagq)
+
+    # start: ordinary logistic regression (few Newton steps), sigma = 0.3
+    beta0 = np.zeros(len(terms))
+    pbar = ya.sum() / ma.sum()
+    beta0[0] = np.log(pbar / (1 - pbar)) if 0 < pbar < 1 else 0.0
+    for _ in range(25):
+        pr = _expit(Xa @ beta0)
+        H = (Xa * (ma * pr * (1 - pr))[:, None]).T @ Xa
+        step = np.linalg.lstsq(H, Xa.T @ (ya - ma * pr), rcond=None)[0]
+        beta0 = beta0 + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    tau_lo = np.log(1e-4)
+    theta0 = np.append(beta0, np.log(0.3))
+    k = len(terms)
+
+    if nagq <= 1:
+        def fun(th):
+            ll, gr = lik.loglik(th[:k], th[k], grad=True)
+            return -ll, -gr
+        jac = True
+    else:
+        def fun(th):
+            return -lik.loglik(th[:k], th[k])
+        jac = None
+    bounds = [(None, None)] * k + [(tau_lo, np.log(20.0))]
+    res = optimize.minimize(fun, theta0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                            options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-7})
+    theta = res.x
+    beta, tau = theta[:k], float(theta[k])
+    ll_max = lik.loglik(beta, tau)
+
+    # covariance of (beta, tau) from the numerical Hessian of the log-likelihood
+    def llf(th):
+        return lik.loglik(th[:k], th[k])
+    hess = _num_hessian(llf, theta)
+    at_boundary = tau <= tau_lo + 1e-6
+    try:
+        if at_boundary:
+            cov_b = np.linalg.inv(-hess[:k, :k])
+            cov = np.full((k + 1, k + 1), np.nan)
+            cov[:k, :k] = cov_b
+        else:
+            cov = np.linalg.inv(-hess)
+    except np.linalg.LinAlgError:
+        cov = np.full((k + 1, k + 1), np.nan)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    zq = stats.norm.ppf(0.5 + level / 2)
+    params = pd.DataFrame({"term": terms, "estimate": beta, "se": se[:k]})
+    params["z"] = params["estimate"] / params["se"]
+    params["p"] = 2 * stats.norm.sf(np.abs(params["z"]))
+    params["lower"] = params["estimate"] - zq * params["se"]
+    params["upper"] = params["estimate"] + zq * params["se"]
+    params["or_"] = np.exp(params["estimate"])
+
+    sigma = float(np.exp(tau)) if not at_boundary else 0.0
+    # CI of sigma
+    if ci == "wald":
+        if at_boundary or not np.isfinite(se[k]):
+            sig_ci = (0.0, np.nan)
+        else:
+            sig_ci = (float(np.exp(tau - zq * se[k])), float(np.exp(tau + zq * se[k])))
+    elif ci == "profile":
+        sig_ci = _profile_sigma(lik, beta, tau, ll_max, k, level, tau_lo)
+    else:
+        raise ValueError(f"ci must be 'profile' or 'wald', got {ci!r}")
+    sigma2 = sigma**2
+    # conditional modes and SDs at the estimate
+    b, _, h = lik._modes(Xa @ beta, max(sigma2, np.exp(2 * tau_lo)), np.zeros(len(groups)))
+    if at_boundary:
+        b = np.zeros_like(b)
+    csd = 1 / np.sqrt(h)
+    gsum = agg.groupby("_g", sort=True).agg(n=("_m", "sum"), events=("_y", "sum"))
+    ue = pd.DataFrame({"group": groups, "n": gsum["n"].to_numpy(int), "events": gsum["events"].to_numpy(int),
+                       "effect": b, "se": csd})
+    ue["lower"] = ue["effect"] - zq * ue["se"]
+    ue["upper"] = ue["effect"] + zq * ue["se"]
+    ue["odds_ratio"] = np.exp(ue["effect"])
+    ue["or_lower"] = np.exp(ue["lower"])
+    ue["or_upper"] = np.exp(ue["upper"])
+    ue["rank"] = ue["effect"].rank(method="first").astype(int)
+    ue["outside"] = np.where(ue["lower"] > 0, "high", np.where(ue["upper"] < 0, "low", ""))
+    return RandomInterceptFit(
+        outcome=outcome, group=group, covariates=covariates, nagq=nagq,
+        sigma2=sigma2, sigma=sigma, sigma2_ci=(sig_ci[0] ** 2, sig_ci[1] ** 2),
+        mor=float(mor_from_sigma2(sigma2)), mor_ci=(float(mor_from_sigma2(sig_ci[0] ** 2)),
+                                                     float(mor_from_sigma2(sig_ci[1] ** 2))),
+        params=params, unit_effects=ue, loglik=ll_max, aic=-2 * ll_max + 2 * (k + 1),
+        n_obs=int(ma.sum()), n_groups=len(groups), n_dropped=n_dropped,
+        converged=bool(res.success), cov=cov, terms=terms,
+    )
+
+
+def _num_hessian(f, x: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    n = len(x)
+    H = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            ei = np.zeros(n)
+            ej = np.zeros(n)
+            ei[i] = eps
+            ej[j] = eps
+            H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * eps**2)
+    return H
+
+
+def _profile_sigma(lik: _RILogitLik, beta: np.ndarray, tau: float, ll_max: float, k: int,
+                   level: float, tau_lo: float) -> tuple[float, float]:
+    """Profile-likelihood CI of sigma: tau values where 2 (ll_max - max_beta ll(beta, tau)) = chi2_level(1)."""
+    from scipy import optimize
+
+    cut = stats.chi2.ppf(level, 1) / 2
+    state = {"beta": beta.copy()}
+
+    def prof(t):
+        if lik.nagq <= 1:
+            def fun(bb):
+                ll, gr = lik.loglik(bb, t, grad=True)
+                return -ll, -gr[:k]
+            r = optimize.minimize(fun, state["beta"], jac=True, method="L-BFGS-B",
+                                  options={"ftol": 1e-14, "gtol": 1e-8})
+        else:
+            r = optimize.minimize(lambda bb: -lik.loglik(bb, t), state["beta"], method="L-BFGS-B")
+        state["beta"] = r.x
+        return ll_max - (-r.fun) - cut
+
+    # upper
+    hi_t = tau + 0.5
+    while prof(hi_t) < 0 and hi_t < np.log(50):
+        hi_t += 0.5
+    state["beta"] = beta.copy()
+    upper = float(np.exp(optimize.brentq(prof, tau, hi_t, xtol=1e-6)))
+    # lower
+    state["beta"] = beta.copy()
+    if tau <= tau_lo + 1e-6 or prof(tau_lo) < 0:
+        lower = 0.0
+    else:
+        state["beta"] = beta.copy()
+        lower = float(np.exp(optimize.brentq(prof, tau_lo, tau, xtol=1e-6)))
+    return lower, upper
+
+
+def variance_explained(null_fit: RandomInterceptFit, adjusted_fit: RandomInterceptFit) -> float:
+    """Share of the between-unit variance explained by the adjustment: 1 - sigma2_adj / sigma2_null
+    (latent log-odds scale; negative when adjustment increases the unit variance)."""
+    if null_fit.sigma2 <= 0:
+        return float("nan")
+    return float(1 - adjusted_fit.sigma2 / null_fit.sigma2)
