@@ -1,0 +1,662 @@
+"""Secondary prevention after hip fracture: osteoporosis medication, second fractures, prevention potential.
+
+Every function takes the analysis cohort (one row per index fracture, see cohort_dictionary.yaml) or
+tidy frames made from it, and returns tidy DataFrames of aggregates (never person-level rows).
+
+Units: times in days unless a name says years (`years` = days / 365.25); proportions as shares 0-1;
+money in NOK after conversion (`BudgetParams.nok_per_unit`).
+
+Contents
+- budget model of a fracture liaison service, shaped like seed 001's tables 2-4: `budget_impact`,
+  `participation_table`, `budget_for_cohort`;
+- prevention potential: `prevention_scenarios` (every region reaches the best region / a target share);
+- medication uptake: `medication_uptake`, `uptake_adjusted`, `treatment_model`, `who_is_treated`;
+- persistence among starters: `persistence`;
+- new fractures with death as competing risk: `new_fracture_cif` (Aalen-Johansen via hipfrac.competing);
+- treatment and second fracture (observational): `split_at_exposure`, `TimeVaryingCox`,
+  `treatment_effect`, `landmark_effect`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+DAYS_PER_YEAR = 365.25
+
+#: Medication indicators of the cohort: label -> (column, window in days after the fracture; None = before)
+MED_INDICATORS = {
+    "before": ("osteo_med_before", None),
+    "3m": ("osteo_med_3m", 91),
+    "6m": ("osteo_med_6m", 182),
+    "12m": ("osteo_med_12m", 365),
+}
+
+OUTCOMES = {
+    "second_hip_fracture": ("second_hip_fracture", "days_to_second_fracture"),
+    "any_new_fracture": ("any_new_fracture", "new_fracture_date"),
+}
+
+
+def _need(df: pd.DataFrame, cols, what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"{what}: the data lack column(s) {', '.join(missing)}")
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, halves up (as spreadsheets do: 484.5 -> 485, 3447.5 -> 3448)."""
+    return int(math.floor(x + 0.5 + 1e-9))
+
+
+def wilson_ci(events, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion (arrays in, arrays out; NaN when n = 0)."""
+    events = np.asarray(events, dtype=float)
+    n = np.asarray(n, dtype=float)
+    z = stats.norm.ppf(0.5 + level / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = events / n
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+# ==============================================================================================
+# Budget impact of a fracture liaison service (seed 001, tables 2-4)
+# ==============================================================================================
+@dataclass(frozen=True)
+class BudgetResult:
+    """Budget impact in NOK per year.
+
+    savings: table 2 - per fracture type: fractures (per year), avoided (fractures avoided per year =
+      fractures / NNT, rounded), cost_per_fracture, savings (= avoided x cost_per_fracture).
+    costs: table 3 - per item (staff, dxa, drugs, total): annual_cost.
+    participation: table 4 - per participation share: savings, costs, net_saving (= savings - costs).
+    """
+
+    savings: pd.DataFrame
+    costs: pd.DataFrame
+    participation: pd.DataFrame
+    currency: str = "NOK"
+
+
+def participation_table(savings_total: float, cost_total: float, participation, conversion: float = 1.0
+                        ) -> pd.DataFrame:
+    """Seed 001's table 4: savings and costs scaled linearly by the share of patients taking part.
+
+    Each cell = total x participation x conversion, rounded half up to a whole currency unit.
+    """
+    rows = []
+    for p in participation:
+        s = round_half_up(savings_total * p * conversion)
+        c = round_half_up(cost_total * p * conversion)
+        rows.append({"participation": float(p), "savings": s, "costs": c, "net_saving": s - c})
+    return pd.DataFrame(rows)
+
+
+def budget_impact(budget, *, nnt_fracture: float = 20, counts: dict[str, float] | None = None,
+                  n_units: int | None = None, treated_share_usual: float | None = None) -> BudgetResult:
+    """Budget impact of a fracture liaison service (FLS) with seed 001's arithmetic, results in NOK.
+
+    budget: `BudgetParams` (unit costs in `budget.currency`, converted with `budget.nok_per_unit`).
+    nnt_fracture: patients enrolled per fracture avoided (seed 001: 20).
+    counts: fractures per year by type, replacing `budget.fractures[*].count` (types must exist there).
+    n_units: number of FLS units (hospitals), replacing `budget.n_units`.
+    treated_share_usual: share treated without FLS, replacing `budget.treated_share_usual` (e.g. the
+      observed national share).
+
+    Arithmetic (as seed 001): avoided_k = round(count_k / NNT); cost_k = round(surgery_k x share_operated_k
+    + other_k); savings_k = avoided_k x cost_k; staff = n_units x staff_cost_per_unit; dxa = N x
+    (dxa_share_fls - dxa_share_usual) x dxa_cost; drugs = N x (treated_share_fls - treated_share_usual)
+    x drug_cost_per_treated, with N = sum of counts; every line rounded to a whole unit; table 4 =
+    totals x participation. Money is converted at the end (x nok_per_unit, rounded to whole NOK), so
+    with nok_per_unit = 1 the numbers are those of the input currency.
+    """
+    counts = dict(counts) if counts is not None else {k: f.count for k, f in budget.fractures.items()}
+    unknown = sorted(set(counts) - set(budget.fractures))
+    if unknown:
+        raise KeyError(f"budget_impact: no costs for fracture type(s) {unknown}; "
+                       f"known types: {sorted(budget.fractures)}")
+    conv = budget.nok_per_unit
+    rows = []
+    for ftype in budget.fractures:  # keep params order (as table 2)
+        if ftype not in counts:
+            continue
+        f = budget.fractures[ftype]
+        n = float(counts[ftype])
+        avoided = round_half_up(n / nnt_fracture)
+        cost = round_half_up(f.surgery_cost * f.share_operated + f.other_cost)
+        rows.append({"fracture_type": ftype, "fractures": n, "avoided": avoided,
+                     "cost_per_fracture": cost, "savings": avoided * cost})
+    sav = pd.DataFrame(rows)
+    total = {"fracture_type": "total", "fractures": sav["fractures"].sum(), "avoided": sav["avoided"].sum(),
+             "cost_per_fracture": np.nan, "savings": sav["savings"].sum()}
+    sav = pd.concat([sav, pd.DataFrame([total])], ignore_index=True)
+
+    n_all = float(sum(counts.values()))
+    units = budget.n_units if n_units is None else n_units
+    usual = budget.treated_share_usual if treated_share_usual is None else treated_share_usual
+    lines = {
+        "staff": round_half_up(units * budget.staff_cost_per_unit),
+        "dxa": round_half_up(n_all * (budget.dxa_share_fls - budget.dxa_share_usual) * budget.dxa_cost),
+        "drugs": round_half_up(n_all * max(budget.treated_share_fls - usual, 0.0) * budget.drug_cost_per_treated),
+    }
+    lines["total"] = sum(lines.values())
+    costs = pd.DataFrame({"item": list(lines), "annual_cost": list(lines.values())})
+
+    part = participation_table(float(sav["savings"].iloc[-1]), float(lines["total"]), budget.participation, conv)
+    if conv != 1.0:
+        for col in ("cost_per_fracture", "savings"):
+            sav[col] = [np.nan if pd.isna(v) else round_half_up(v * conv) for v in sav[col]]
+        costs["annual_cost"] = [round_half_up(v * conv) for v in costs["annual_cost"]]
+    return BudgetResult(savings=sav, costs=costs, participation=part)
+
+
+def budget_for_cohort(cohort: pd.DataFrame, params) -> BudgetResult:
+    """Seed 001's FLS budget model applied to Norway's hip fracture patients (NOK per year).
+
+    Enrolled patients = mean annual number of index hip fractures in the cohort (all of type "hip", so
+    avoided fractures are costed as hip fractures, as seed 001 distributes avoided fractures like the
+    enrolled ones); FLS units = hospitals treating hip fractures in the cohort; treated share without FLS =
+    the cohort's observed `scenario_indicator` share. Unit costs: params.prevention.budget.
+    """
+    p = params.prevention
+    _need(cohort, ["year", "hospital", p.scenario_indicator], "budget_for_cohort")
+    if "hip" not in p.budget.fractures:
+        raise KeyError("budget_for_cohort needs a 'hip' entry in prevention.budget.fractures")
+    n_years = cohort["year"].nunique()
+    annual = len(cohort) / n_years
+    usual = float(cohort[p.scenario_indicator].mean())
+    return budget_impact(p.budget, nnt_fracture=p.nnt_fracture, counts={"hip": annual},
+                         n_units=int(cohort["hospital"].nunique()), treated_share_usual=usual)
+
+
+def budget_table4_wide(result: BudgetResult) -> pd.DataFrame:
+    """Table 4 laid out as in seed 001: rows savings / costs / net saving, one column per participation."""
+    t = result.participation.set_index("participation")[["savings", "costs", "net_saving"]].T
+    t.columns = [f"{round(100 * c)} %" for c in t.columns]
+    return t.reset_index(names="item")
+
+
+# ==============================================================================================
+# Prevention potential
+# ==============================================================================================
+def prevention_scenarios(rates: pd.DataFrame, *, unit: str, target_share: float, nnt_fracture: float,
+                         nnt_death: float, n_years: float = 1.0, risk_reduction: float | None = None
+                         ) -> pd.DataFrame:
+    """Expected gains if every unit reached (a) the best unit's treatment share, (b) a target share.
+
+    rates: one row per unit with columns `unit`, `n` (eligible patients) and `events` (treated).
+    n_years: years the counts cover; results are per year (counts / n_years).
+    nnt_fracture, nnt_death: additionally treated patients per new fracture / death avoided.
+    risk_reduction: if given, fractures avoided = additional treated x risk_reduction (absolute risk
+      reduction of a new fracture per treated patient, e.g. CIF_untreated x (1 - HR)) instead of 1 / NNT.
+    Units already above a scenario's share keep their own share (nobody is treated less).
+    Returns one row per scenario and unit, plus unit "total": n_per_year, treated_per_year, share,
+    scenario_share, additional_treated, fractures_avoided, deaths_avoided (all per year).
+    """
+    _need(rates, [unit, "n", "events"], "prevention_scenarios")
+    r = rates[[unit, "n", "events"]].copy()
+    r = r[r["n"] > 0].sort_values(unit).reset_index(drop=True)
+    r["share"] = r["events"] / r["n"]
+    best = float(r["share"].max())
+    out = []
+    for name, share in (("best_unit", best), ("target", target_share)):
+        s = r.copy()
+        s["scenario"] = name
+        s["scenario_share"] = np.maximum(s["share"], share)
+        s["additional_treated"] = (s["scenario_share"] - s["share"]) * s["n"] / n_years
+        out.append(s)
+    res = pd.concat(out, ignore_index=True)
+    res["n_per_year"] = res["n"] / n_years
+    res["treated_per_year"] = res["events"] / n_years
+    tot = (res.groupby("scenario", sort=False)
+              .agg(n_per_year=("n_per_year", "sum"), treated_per_year=("treated_per_year", "sum"),
+                   additional_treated=("additional_treated", "sum")).reset_index())
+    tot[unit] = "total"
+    tot["share"] = tot["treated_per_year"] / tot["n_per_year"]
+    tot["scenario_share"] = (tot["treated_per_year"] + tot["additional_treated"]) / tot["n_per_year"]
+    res = pd.concat([res, tot], ignore_index=True)
+    arr = (1.0 / nnt_fracture) if risk_reduction is None else float(risk_reduction)
+    res["fractures_avoided"] = res["additional_treated"] * arr
+    res["deaths_avoided"] = res["additional_treated"] / nnt_death
+    cols = ["scenario", unit, "n_per_year", "treated_per_year", "share", "scenario_share",
+            "additional_treated", "fractures_avoided", "deaths_avoided"]
+    return res[cols].reset_index(drop=True)
+
+
+# ==============================================================================================
+# Medication uptake
+# ==============================================================================================
+def eligible_for_window(cohort: pd.DataFrame, window_days: float | None) -> pd.Series:
+    """Patients who can be counted for a "started within window_days" indicator.
+
+    Alive and under follow-up for the whole window (followup_days >= window_days): a patient who dies
+    (or is censored) before the window ends cannot complete it. None (use before the fracture): everyone.
+    """
+    if window_days is None:
+        return pd.Series(True, index=cohort.index)
+    return cohort["followup_days"] >= window_days
+
+
+def medication_uptake(cohort: pd.DataFrame, by: str | list[str] | None = None,
+                      indicators=tuple(MED_INDICATORS)) -> pd.DataFrame:
+    """Share given osteoporosis medication before and within 3/6/12 months, crude, with Wilson 95 % CI.
+
+    by: grouping column(s) (e.g. "res_region", "hospital", "year") or None for the nation.
+    indicators: labels of MED_INDICATORS. Denominators: see `eligible_for_window`.
+    Returns tidy rows: [by...], indicator, window_days, n, events, prop, lower, upper.
+    """
+    by = [by] if isinstance(by, str) else list(by or [])
+    _need(cohort, by + ["followup_days"] + [MED_INDICATORS[i][0] for i in indicators], "medication_uptake")
+    out = []
+    for ind in indicators:
+        col, window = MED_INDICATORS[ind]
+        d = cohort.loc[eligible_for_window(cohort, window), by + [col]]
+        if by:
+            g = d.groupby(by, observed=True, sort=True)[col].agg(n="size", events="sum").reset_index()
+        else:
+            g = pd.DataFrame({"n": [len(d)], "events": [int(d[col].sum())]})
+        g.insert(len(by), "indicator", ind)
+        g.insert(len(by) + 1, "window_days", np.nan if window is None else float(window))
+        out.append(g)
+    res = pd.concat(out, ignore_index=True)
+    res["events"] = res["events"].astype(int)
+    res["prop"] = res["events"] / res["n"]
+    res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
+    return res
+
+
+def _design(data: pd.DataFrame, terms) -> str:
+    return " + ".join(terms) if terms else "1"
+
+
+def expected_treated(cohort: pd.DataFrame, indicator: str, casemix) -> pd.Series:
+    """Expected probability of treatment for each eligible patient from a national logistic model.
+
+    indicator: a MED_INDICATORS label; casemix: categorical cohort columns. Patients with a missing
+    case-mix value are assigned the level "missing" (counted, not dropped). Returns probabilities
+    indexed like the eligible rows.
+    """
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    col, window = MED_INDICATORS[indicator]
+    d = cohort.loc[eligible_for_window(cohort, window), [col, *casemix]].copy()
+    for c in casemix:
+        d[c] = d[c].astype("object").where(d[c].notna(), "missing").astype(str)
+    formula = f"{col} ~ " + _design(d, [f"C({c})" for c in casemix])
+    fit = smf.glm(formula, data=d, family=sm.families.Binomial()).fit()
+    return pd.Series(np.asarray(fit.predict(d)), index=d.index, name="expected")
+
+
+def uptake_adjusted(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=()) -> pd.DataFrame:
+    """Case-mix adjusted (indirectly standardised) treatment share per unit.
+
+    expected = sum of predicted probabilities from a national logistic model on `casemix`;
+    oe = observed / expected with an exact Poisson 95 % CI on the observed count;
+    adj_prop = oe x national share (and its CI). Returns: unit, n, observed, expected, oe, oe_lower,
+    oe_upper, crude_prop, adj_prop, adj_lower, adj_upper, national_prop.
+    """
+    col, window = MED_INDICATORS[indicator]
+    _need(cohort, [unit, col, "followup_days", *casemix], "uptake_adjusted")
+    exp_p = expected_treated(cohort, indicator, list(casemix))
+    d = cohort.loc[exp_p.index, [unit, col]].assign(expected=exp_p)
+    g = (d.groupby(unit, observed=True, sort=True)
+          .agg(n=(col, "size"), observed=(col, "sum"), expected=("expected", "sum")).reset_index())
+    g["observed"] = g["observed"].astype(int)
+    national = float(d[col].mean())
+    o = g["observed"].to_numpy(float)
+    lo = np.where(o > 0, stats.chi2.ppf(0.025, 2 * o) / 2, 0.0)
+    hi = stats.chi2.ppf(0.975, 2 * (o + 1)) / 2
+    g["oe"] = o / g["expected"]
+    g["oe_lower"] = lo / g["expected"]
+    g["oe_upper"] = hi / g["expected"]
+    g["crude_prop"] = o / g["n"]
+    g["adj_prop"] = g["oe"] * national
+    g["adj_lower"] = g["oe_lower"] * national
+    g["adj_upper"] = g["oe_upper"] * national
+    g["national_prop"] = national
+    g.insert(1, "indicator", indicator)
+    return g
+
+
+def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
+                   factors=("age_band", "sex", "cognitive", "residence", "charlson_group", "osteo_med_before")
+                   ) -> pd.DataFrame:
+    """Treatment share by patient characteristic (one row per factor level; missing shown as "missing").
+
+    Returns: factor, level, n, events, prop, lower, upper (Wilson 95 % CI).
+    """
+    col, window = MED_INDICATORS[indicator]
+    _need(cohort, [col, "followup_days", *factors], "who_is_treated")
+    d = cohort.loc[eligible_for_window(cohort, window)]
+    out = []
+    for f in factors:
+        lev = d[f].astype("object").where(d[f].notna(), "missing").astype(str)
+        g = d.groupby(lev, sort=True)[col].agg(n="size", events="sum").reset_index(names="level")
+        g.insert(0, "factor", f)
+        out.append(g)
+    res = pd.concat(out, ignore_index=True)
+    res["events"] = res["events"].astype(int)
+    res["prop"] = res["events"] / res["n"]
+    res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
+    return res
+
+
+def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_band)", "C(sex)"),
+                    ) -> pd.DataFrame:
+    """Logistic model of being treated (statsmodels GLM, binomial, logit link) on patient factors.
+
+    terms: formula terms (e.g. "C(age_band)", "charlson"). Rows with a missing value in a used column are
+    dropped and counted (column `n_dropped` in the result). Returns: term, coef (log odds), se, or,
+    lower, upper (95 % CI of the OR), p, n, n_dropped.
+    """
+    import re
+
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    col, window = MED_INDICATORS[indicator]
+    used = sorted({m for t in terms for m in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", t)
+                   if m in cohort.columns})
+    _need(cohort, [col, "followup_days"], "treatment_model")
+    d = cohort.loc[eligible_for_window(cohort, window), [col, *used]]
+    complete = d.dropna()
+    fit = smf.glm(f"{col} ~ " + _design(complete, terms), data=complete, family=sm.families.Binomial()).fit()
+    ci = fit.conf_int()
+    res = pd.DataFrame({"term": fit.params.index, "coef": fit.params.values, "se": fit.bse.values,
+                        "or": np.exp(fit.params.values), "lower": np.exp(ci[0].values),
+                        "upper": np.exp(ci[1].values), "p": fit.pvalues.values})
+    res["n"] = len(complete)
+    res["n_dropped"] = len(d) - len(complete)
+    return res
+
+
+# ==============================================================================================
+# Persistence
+# ==============================================================================================
+def persistence(cohort: pd.DataFrame, years=(1, 3), grace_days: float = 180, by: str | None = None,
+                start_within_days: float = 365) -> pd.DataFrame:
+    """Share of starters still dispensed t years after their first dispensing.
+
+    Starters: first dispensing after the fracture within `start_within_days` (days_to_osteo_med).
+    At risk at t: alive and under follow-up t years after the first dispensing.
+    Still treated at t: last dispensing on or after (first dispensing + t x 365.25 - grace_days).
+    Uses only the first and last dispensing dates (cohort), so a pause followed by a restart counts as
+    persistent. Returns: [by], years, n (at risk), events (still treated), prop, lower, upper.
+    """
+    cols = ["days_to_osteo_med", "osteo_med_last_date", "fracture_date", "followup_days"]
+    _need(cohort, cols + ([by] if by else []), "persistence")
+    d = cohort[cohort["days_to_osteo_med"].notna() & (cohort["days_to_osteo_med"] <= start_within_days)]
+    start = pd.to_datetime(d["fracture_date"]) + pd.to_timedelta(d["days_to_osteo_med"], unit="D")
+    span = (pd.to_datetime(d["osteo_med_last_date"]) - start).dt.days.astype(float)
+    span = span.fillna(0.0)
+    remaining = d["followup_days"] - d["days_to_osteo_med"]
+    out = []
+    for t in years:
+        horizon = t * DAYS_PER_YEAR
+        at_risk = remaining >= horizon
+        still = at_risk & (span >= horizon - grace_days)
+        frame = pd.DataFrame({"at_risk": at_risk, "still": still})
+        if by:
+            frame[by] = d[by]
+            g = frame[frame["at_risk"]].groupby(by, sort=True)["still"].agg(n="size", events="sum").reset_index()
+        else:
+            g = pd.DataFrame({"n": [int(at_risk.sum())], "events": [int(still.sum())]})
+        g.insert(1 if by else 0, "years", float(t))
+        out.append(g)
+    res = pd.concat(out, ignore_index=True)
+    res["events"] = res["events"].astype(int)
+    res["prop"] = res["events"] / res["n"]
+    res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
+    return res
+
+
+# ==============================================================================================
+# New fractures with death as a competing risk
+# ==============================================================================================
+def fracture_competing_data(cohort: pd.DataFrame, outcome: str = "second_hip_fracture") -> pd.DataFrame:
+    """Per patient: time (days from the index fracture) and event (0 censored, 1 new fracture, 2 death).
+
+    outcome: "second_hip_fracture" or "any_new_fracture". A new fracture on the day of death counts as the
+    fracture. Keeps the columns sex and res_region for grouping.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+    flag, tcol = OUTCOMES[outcome]
+    _need(cohort, [flag, tcol, "dead", "followup_days", "fracture_date"], "fracture_competing_data")
+    if tcol.endswith("_date"):
+        t_event = (pd.to_datetime(cohort[tcol]) - pd.to_datetime(cohort["fracture_date"])).dt.days.astype(float)
+    else:
+        t_event = cohort[tcol].astype(float)
+    has = cohort[flag].astype(int) == 1
+    if (has & t_event.isna()).any():
+        raise ValueError(f"{int((has & t_event.isna()).sum())} patients have {flag} = 1 but no {tcol}")
+    time = np.where(has, t_event, cohort["followup_days"].astype(float))
+    event = np.where(has, 1, np.where(cohort["dead"].astype(int) == 1, 2, 0))
+    out = pd.DataFrame({"time": time, "event": event.astype(int)}, index=cohort.index)
+    for c in ("sex", "res_region"):
+        if c in cohort.columns:
+            out[c] = cohort[c].values
+    return out
+
+
+def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", years=(1, 2, 5, 10),
+                     by: str | None = None) -> pd.DataFrame:
+    """Aalen-Johansen cumulative incidence of a new fracture, death as competing risk, at `years`.
+
+    Uses hipfrac.competing.cumulative_incidence. Horizons beyond the last follow-up time of a group are
+    reported as missing. CI: 95 %, on the log(-log) scale from the Aalen-Johansen variance.
+    Returns: [by], outcome, years, n (patients), events (new fractures by the horizon), cif, lower, upper.
+    """
+    from hipfrac import competing
+
+    d = fracture_competing_data(cohort, outcome)
+    d["time_years"] = d["time"] / DAYS_PER_YEAR
+    groups = [(None, d)] if by is None else [(k, g) for k, g in d.groupby(by, sort=True)]
+    out = []
+    for key, g in groups:
+        cif = competing.cumulative_incidence(g, time="time_years", event="event", times=list(years))
+        cif = cif[cif["cause"] == 1].set_index("time")
+        tmax = float(g["time_years"].max())
+        for t in years:
+            c = float(cif.loc[t, "cif"]) if t in cif.index and t <= tmax else np.nan
+            v = float(cif.loc[t, "var"]) if t in cif.index and t <= tmax else np.nan
+            lo, hi = _loglog_ci(c, v)
+            row = {"outcome": outcome, "years": float(t), "n": len(g),
+                   "events": int(((g["event"] == 1) & (g["time_years"] <= t)).sum()),
+                   "cif": c, "lower": lo, "upper": hi}
+            if by is not None:
+                row = {by: key, **row}
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _loglog_ci(c: float, var: float, level: float = 0.95) -> tuple[float, float]:
+    if not np.isfinite(c) or not np.isfinite(var) or c <= 0 or c >= 1:
+        return (np.nan, np.nan) if not np.isfinite(c) else (c, c)
+    z = stats.norm.ppf(0.5 + level / 2)
+    se = math.sqrt(var) / (c * abs(math.log(c)))
+    return c ** math.exp(z * se), c ** math.exp(-z * se)
+
+
+# ==============================================================================================
+# Treatment and second fracture: time-dependent exposure (observational)
+# ==============================================================================================
+def split_at_exposure(data: pd.DataFrame, *, id: str, time: str, event: str, exposure_time: str,
+                      exposure_end: str | None = None, covariates=()) -> pd.DataFrame:
+    """Episode splitting (counting-process data) at a time-dependent 0/1 exposure.
+
+    Each person is followed over (0, time] and becomes exposed at `exposure_time` (NaN = never; <= 0 =
+    exposed from the start; >= time = never within follow-up), optionally until `exposure_end` (after
+    which unexposed again). Rows: id, start, stop, event (only on the last row), exposed, covariates.
+    Equivalent to R's survival::tmerge(..., tdc(exposure_time)) for the exposure start.
+    """
+    _need(data, [id, time, event, exposure_time, *( [exposure_end] if exposure_end else []), *covariates],
+          "split_at_exposure")
+    t = data[time].to_numpy(float)
+    if (t <= 0).any() or np.isnan(t).any():
+        raise ValueError(f"split_at_exposure: {int(((t <= 0) | np.isnan(t)).sum())} rows have {time} <= 0 or missing")
+    e = data[event].to_numpy(int)
+    x0 = data[exposure_time].to_numpy(float)
+    x0 = np.where(np.isnan(x0) | (x0 >= t), np.inf, np.maximum(x0, 0.0))
+    x1 = data[exposure_end].to_numpy(float) if exposure_end else np.full(len(t), np.inf)
+    x1 = np.where(np.isnan(x1), np.inf, x1)
+    x1 = np.maximum(x1, x0)
+    # cut points within (0, t): up to three pieces [0, x0), [x0, x1), [x1, t)
+    bounds = np.stack([np.zeros_like(t), np.minimum(x0, t), np.minimum(x1, t), t], axis=1)
+    flags = np.array([0, 1, 0])
+    pieces = []
+    for k in range(3):
+        start, stop = bounds[:, k], bounds[:, k + 1]
+        keep = stop > start
+        idx = np.nonzero(keep)[0]
+        pieces.append(pd.DataFrame({"_row": idx, "_k": k, "start": start[idx], "stop": stop[idx],
+                                    "exposed": flags[k]}))
+    long = pd.concat(pieces, ignore_index=True).sort_values(["_row", "_k"], kind="stable")
+    last = long["stop"].to_numpy() == t[long["_row"].to_numpy()]
+    long["event"] = np.where(last, e[long["_row"].to_numpy()], 0)
+    base = data[[id, *covariates]].reset_index(drop=True)
+    out = pd.concat([base.iloc[long["_row"].to_numpy()].reset_index(drop=True),
+                     long[["start", "stop", "event", "exposed"]].reset_index(drop=True)], axis=1)
+    return out[[id, "start", "stop", "event", "exposed", *covariates]]
+
+
+class TimeVaryingCox:
+    """Cox model on (start, stop] data (Efron ties) via lifelines' CoxTimeVaryingFitter.
+
+    fit(long, covariates, id="id", start="start", stop="stop", event="event") -> self
+    summary: term, coef (log HR), se, hr, lower, upper (95 %), p; also `loglik`, `n_subjects`, `n_events`.
+    Times in whatever unit the data use (days here).
+    """
+
+    def __init__(self, penalizer: float = 0.0):
+        self.penalizer = penalizer
+        self.summary: pd.DataFrame | None = None
+
+    def fit(self, long: pd.DataFrame, covariates, *, id: str = "id", start: str = "start", stop: str = "stop",
+            event: str = "event") -> TimeVaryingCox:
+        from lifelines import CoxTimeVaryingFitter
+
+        covariates = list(covariates)
+        _need(long, [id, start, stop, event, *covariates], "TimeVaryingCox.fit")
+        d = long[[id, start, stop, event, *covariates]]
+        if d.isna().any().any():
+            raise ValueError("TimeVaryingCox.fit: missing values in " +
+                             ", ".join(c for c in d.columns if d[c].isna().any()))
+        ctv = CoxTimeVaryingFitter(penalizer=self.penalizer)
+        ctv.fit(d, id_col=id, event_col=event, start_col=start, stop_col=stop)
+        s = ctv.summary
+        self.fitter = ctv
+        self.summary = pd.DataFrame({
+            "term": list(s.index), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
+            "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
+            "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()})
+        self.loglik = float(ctv.log_likelihood_)
+        self.n_subjects = int(d[id].nunique())
+        self.n_events = int(d[event].sum())
+        return self
+
+
+def _model_matrix(cohort: pd.DataFrame, adjust) -> tuple[pd.DataFrame, list[str]]:
+    """Numeric covariates for the Cox models: numeric columns as is, string columns dummy-coded against
+    their first level (sorted); missing string values get their own level "missing"."""
+    parts, names = [], []
+    for c in adjust:
+        s = cohort[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if s.isna().any():
+                raise ValueError(f"covariate {c} has {int(s.isna().sum())} missing values")
+            parts.append(s.astype(float).rename(c))
+            names.append(c)
+        else:
+            lev = s.astype("object").where(s.notna(), "missing").astype(str)
+            levels = sorted(lev.unique())
+            for lv in levels[1:]:
+                name = f"{c}[{lv}]"
+                parts.append((lev == lv).astype(float).rename(name))
+                names.append(name)
+    x = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=cohort.index)
+    return x, names
+
+
+def treatment_effect(cohort: pd.DataFrame, outcome: str = "second_hip_fracture",
+                     adjust=("age", "male", "charlson", "cognitive", "residence"),
+                     exposure: str = "started", grace_days: float = 180,
+                     exclude_prior_users: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Observational association of osteoporosis treatment with a new fracture: Cox model with treatment
+    as a time-dependent exposure (episode split at the first dispensing after the fracture).
+
+    Time scale: days since the index fracture; death and end of follow-up censor (cause-specific hazard).
+    exposure: "started" = exposed from the first dispensing on; "on_treatment" = until the last
+      dispensing + grace_days.
+    exclude_prior_users: drop patients treated in the 12 months before the fracture (new-user design).
+    Returns (summary, info): summary as TimeVaryingCox.summary (term "exposed" = treatment HR);
+    info: n_patients, n_events, n_excluded_prior_users, n_rows.
+    """
+    d = cohort
+    n_prior = 0
+    if exclude_prior_users:
+        _need(cohort, ["osteo_med_before"], "treatment_effect")
+        prior = cohort["osteo_med_before"].astype(int) == 1
+        n_prior = int(prior.sum())
+        d = cohort.loc[~prior]
+    cr = fracture_competing_data(d, outcome)
+    x, names = _model_matrix(d, adjust)
+    persons = pd.DataFrame({"id": np.arange(len(d)), "time": cr["time"].to_numpy(),
+                            "event": (cr["event"] == 1).astype(int).to_numpy(),
+                            "exposure_time": d["days_to_osteo_med"].to_numpy(float)})
+    if exposure == "on_treatment":
+        last = (pd.to_datetime(d["osteo_med_last_date"]) - pd.to_datetime(d["fracture_date"])).dt.days
+        persons["exposure_end"] = last.to_numpy(float) + grace_days
+    elif exposure != "started":
+        raise ValueError(f"exposure must be 'started' or 'on_treatment', got {exposure!r}")
+    persons = pd.concat([persons, x.reset_index(drop=True)], axis=1)
+    # same-day events (time 0) get half a day, as followup_days does for same-day deaths
+    persons["time"] = persons["time"].clip(lower=0.5)
+    long = split_at_exposure(persons, id="id", time="time", event="event", exposure_time="exposure_time",
+                             exposure_end="exposure_end" if exposure == "on_treatment" else None,
+                             covariates=names)
+    fit = TimeVaryingCox().fit(long, ["exposed", *names])
+    info = {"n_patients": fit.n_subjects, "n_events": fit.n_events, "n_excluded_prior_users": n_prior,
+            "n_rows": len(long), "exposure": exposure, "outcome": outcome}
+    return fit.summary, info
+
+
+def landmark_effect(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", landmark_days: float = 182,
+                    adjust=("age", "male", "charlson", "cognitive", "residence"),
+                    exclude_prior_users: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Landmark analysis: among patients alive, under follow-up and free of the outcome at the landmark,
+    compare those treated by the landmark with the rest (Cox, lifelines CoxPHFitter, Efron ties), follow-up
+    from the landmark. Observational; treatment started after the landmark counts as untreated.
+    Returns (summary, info) like `treatment_effect` (term "treated").
+    """
+    from lifelines import CoxPHFitter
+
+    d = cohort
+    n_prior = 0
+    if exclude_prior_users:
+        prior = cohort["osteo_med_before"].astype(int) == 1
+        n_prior = int(prior.sum())
+        d = cohort.loc[~prior]
+    cr = fracture_competing_data(d, outcome)
+    at_risk = cr["time"] > landmark_days
+    d, cr = d.loc[at_risk], cr.loc[at_risk]
+    x, names = _model_matrix(d, adjust)
+    frame = pd.DataFrame({"time": (cr["time"] - landmark_days).to_numpy(),
+                          "event": (cr["event"] == 1).astype(int).to_numpy(),
+                          "treated": (d["days_to_osteo_med"].fillna(np.inf) <= landmark_days).astype(int).to_numpy()})
+    frame = pd.concat([frame, x.reset_index(drop=True)], axis=1)
+    cph = CoxPHFitter().fit(frame, duration_col="time", event_col="event")
+    s = cph.summary
+    summary = pd.DataFrame({"term": list(s.index), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
+                            "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
+                            "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()})
+    info = {"n_patients": len(frame), "n_events": int(frame["event"].sum()), "n_treated": int(frame["treated"].sum()),
+            "n_excluded_prior_users": n_prior, "landmark_days": landmark_days, "outcome": outcome}
+    return summary, info
