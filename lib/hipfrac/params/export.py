@@ -1,4 +1,4 @@
-"""Params for output writing and disclosure control (`hipfrac.export`)."""
+"""Params for output writing and disclosure control (`hipfrac.export`, `hipfrac.disclosure`)."""
 
 from typing import Literal
 
@@ -11,10 +11,17 @@ class ExportParams(Section):
     """How tables and figures are written.
 
     min_cell: counts from 1 to min_cell - 1 are suppressed in every exported table (default 5: 1–4).
+    table_formats: formats of every table (CSV is always written, as the machine-readable copy).
+    figure_formats: formats of every figure.
+    dpi: resolution of PNG figures.
+    float_digits: significant digits of floats in CSV tables (fixed, for byte-identical reruns).
+    code_folded: in the HTML supplement, code cells are folded (True) or hidden entirely (False);
+        `python -m hipfrac supplement --show-code` shows them unfolded.
     """
 
     min_cell: int = Field(5, ge=1, le=100)
     table_formats: tuple[Literal["csv", "xlsx", "tex", "md"], ...] = ("csv", "xlsx", "tex", "md")
     figure_formats: tuple[Literal["png", "pdf"], ...] = ("png", "pdf")
     dpi: int = Field(300, ge=50, le=1200)
+    float_digits: int = Field(6, ge=3, le=17)
     code_folded: bool = True
