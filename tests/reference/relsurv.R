@@ -1,0 +1,131 @@
+#!/usr/bin/env Rscript
+# Reference values for hipfrac.relsurv from R's relsurv and survival packages.
+# Re-run from the project root:  Rscript tests/reference/relsurv.R
+# Writes tests/reference/fixtures/relsurv_*.csv (committed; the Python tests read them, CI has no R).
+#
+# Data: relsurv's own colrec (5,971 colorectal cancer patients, Slovenia 1994-2000) with the slopop
+# rate table (Slovenian population hazards per day, by age 0-103, calendar year and sex).
+# Unit conventions of relsurv: time in days, rates per day, 365.241 days per year of age.
+suppressPackageStartupMessages({library(survival); library(relsurv)})
+out <- "tests/reference/fixtures"
+dir.create(out, showWarnings = FALSE, recursive = TRUE)
+DPY <- 365.241
+data(colrec); data(slopop)
+
+# --- slopop as a table `year, age, sex, rate` (deaths per person-year) --------------------------
+# slopop's year dimension is a step function between its cut dates (1930, 1948, 1952, ..., 1980, 1982,
+# 1983, ..., 2020); expand it to single calendar years 1990-2020 (the years colrec needs).
+cut_years <- as.integer(dimnames(slopop)[[2]])
+ages <- 0:(dim(slopop)[1] - 1)
+rows <- list()
+for (y in 1990:2020) {
+  j <- max(which(cut_years <= y))
+  for (s in 1:2) {
+    rows[[length(rows) + 1]] <- data.frame(year = y, age = ages, sex = c("male", "female")[s],
+                                           rate = as.numeric(slopop[, j, s]) * DPY)
+  }
+}
+lt <- do.call(rbind, rows)
+write.csv(lt, file.path(out, "relsurv_slopop.csv"), row.names = FALSE)
+
+# --- colrec in the hipfrac input units ------------------------------------------------------------
+d <- as.Date(as.numeric(colrec$diag), origin = "1960-01-01")
+yr <- as.integer(format(d, "%Y"))
+leap <- (yr %% 4 == 0 & yr %% 100 != 0) | (yr %% 400 == 0)
+year_dec <- yr + (as.integer(format(d, "%j")) - 1) / ifelse(leap, 366, 365)
+cr <- data.frame(time = colrec$time, stat = colrec$stat, age = colrec$age / DPY,
+                 sex = c("male", "female")[colrec$sex], year = year_dec,
+                 stage = as.character(colrec$stage), site = as.character(colrec$site))
+write.csv(cr, file.path(out, "relsurv_colrec.csv"), row.names = FALSE)
+
+# --- net survival: Pohar Perme and Ederer II --------------------------------------------------------
+times <- c(30, 90, 182, round(c(1, 2, 3, 5, 10) * DPY))
+res <- list()
+for (m in c("pohar-perme", "ederer2")) {
+  fit <- rs.surv(Surv(time, stat) ~ 1, data = colrec, ratetable = slopop, method = m,
+                 rmap = list(age = age, sex = sex, year = diag))
+  s <- summary(fit, times = times)
+  res[[m]] <- data.frame(method = m, time = s$time, surv = s$surv, std_err = s$std.err,
+                         lower = s$lower, upper = s$upper, n_risk = s$n.risk)
+}
+write.csv(do.call(rbind, res), file.path(out, "relsurv_netsurv.csv"), row.names = FALSE)
+
+# by sex (strata), Pohar Perme, to check grouped use
+fit <- rs.surv(Surv(time, stat) ~ sex, data = colrec, ratetable = slopop, method = "pohar-perme",
+               rmap = list(age = age, sex = sex, year = diag))
+s <- summary(fit, times = times)
+write.csv(data.frame(sex = ifelse(grepl("1", s$strata), "male", "female"), time = s$time,
+                     surv = s$surv, std_err = s$std.err),
+          file.path(out, "relsurv_netsurv_by_sex.csv"), row.names = FALSE)
+
+# --- expected survival (Ederer I, cohort expected survival) -----------------------------------------
+ex <- survexp(~1, data = colrec, ratetable = slopop, method = "ederer",
+              rmap = list(age = age, sex = sex, year = diag), times = times)
+write.csv(data.frame(time = ex$time, surv = as.numeric(ex$surv)),
+          file.path(out, "relsurv_expected.csv"), row.names = FALSE)
+
+# --- person-years, observed and expected deaths by time since diagnosis (survival::pyears) ------
+brk <- c(0, 30, 90, DPY, 2 * DPY, 5 * DPY, 10 * DPY, 100 * DPY)
+py <- pyears(Surv(time, stat) ~ tcut(rep(0, nrow(colrec)), brk) + sex, data = colrec,
+             ratetable = slopop, rmap = list(age = age, sex = sex, year = diag), scale = DPY)
+pyt <- data.frame(expand.grid(band = seq_len(length(brk) - 1), sex = c("male", "female")),
+                  person_years = as.numeric(py$pyears), observed = as.numeric(py$event),
+                  expected = as.numeric(py$expected))
+pyt$start <- brk[pyt$band]
+pyt$stop <- brk[pyt$band + 1]
+write.csv(pyt[, c("sex", "start", "stop", "person_years", "observed", "expected")],
+          file.path(out, "relsurv_pyears.csv"), row.names = FALSE)
+
+# --- excess hazard regression: Dickman et al. 2004 Poisson GLM (relsurv::rsadd, glm.poi) ----------
+cr2 <- colrec
+cr2$agegr <- cut(cr2$age / DPY, c(0, 65, 75, 200), right = FALSE)
+cr2$male <- as.integer(cr2$sex == 1)
+fit <- rsadd(Surv(time, stat) ~ male + agegr, data = cr2, ratetable = slopop, method = "glm.poi",
+             int = c(0, 1, 3, 5, 10), rmap = list(age = age, sex = sex, year = diag))
+cf <- summary(fit)$coefficients
+write.csv(data.frame(term = rownames(cf), estimate = cf[, 1], std_err = cf[, 2]),
+          file.path(out, "relsurv_rsadd.csv"), row.names = FALSE)
+
+# --- timing of rs.surv on colrec (median of 3 runs, seconds) -------------------------------------
+tm <- sapply(c("pohar-perme", "ederer2"), function(m) median(replicate(3, system.time(
+  rs.surv(Surv(time, stat) ~ 1, data = colrec, ratetable = slopop, method = m,
+          rmap = list(age = age, sex = sex, year = diag)))[["elapsed"]])))
+write.csv(data.frame(method = names(tm), seconds = as.numeric(tm),
+                     relsurv_version = as.character(packageVersion("relsurv"))),
+          file.path(out, "relsurv_timing.csv"), row.names = FALSE)
+cat("wrote fixtures to", out, "\n")
+
+# --- excess hazard regression on an aggregated pyears table with glm and the log(mu - d*) link ----
+# The same model as hipfrac.relsurv.ExcessHazardFitter (Dickman et al. 2004), fitted by R's glm on
+# exact person-years / observed / expected deaths from survival::pyears.
+brk2 <- c(0, 1, 3, 5, 10) * DPY
+cr3 <- colrec
+cr3$male <- as.integer(cr3$sex == 1)
+cr3$agegr <- cut(cr3$age / DPY, c(0, 65, 75, 200), right = FALSE, labels = c("<65", "65-74", "75+"))
+py2 <- pyears(Surv(time, stat) ~ tcut(rep(0, nrow(cr3)), brk2) + male + agegr, data = cr3,
+              ratetable = slopop, rmap = list(age = age, sex = sex, year = diag), scale = DPY,
+              data.frame = TRUE)$data
+agg <- data.frame(band = as.character(py2[[1]]), male = as.integer(as.character(py2$male)),
+                  age_group = as.character(py2$agegr), person_years = py2$pyears,
+                  observed = py2$event, expected = py2$expected)
+agg <- agg[agg$person_years > 0, ]
+agg$fu <- factor(match(agg$band, unique(agg$band)))
+dickman <- function(dstar) {
+  fam <- poisson()
+  fam$linkfun <- function(mu) log(mu - dstar)
+  fam$linkinv <- function(eta) dstar + exp(eta)
+  fam$mu.eta <- function(eta) exp(eta)
+  fam$valideta <- function(eta) TRUE
+  fam$link <- "log(mu - d*)"
+  fam
+}
+g <- glm(observed ~ -1 + fu + male + age_group + offset(log(person_years)), data = agg,
+         family = dickman(agg$expected), mustart = pmax(agg$observed, agg$expected + 0.5),
+         control = glm.control(epsilon = 1e-12, maxit = 100))
+cf <- summary(g)$coefficients
+write.csv(agg[, c("band", "fu", "male", "age_group", "person_years", "observed", "expected")],
+          file.path(out, "relsurv_excess_agg.csv"), row.names = FALSE)
+write.csv(data.frame(term = rownames(cf), estimate = cf[, 1], std_err = cf[, 2],
+                     deviance = deviance(g), df_resid = df.residual(g)),
+          file.path(out, "relsurv_excess_glm.csv"), row.names = FALSE)
+cat("excess glm done\n")
