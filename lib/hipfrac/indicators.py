@@ -1,0 +1,331 @@
+"""Quality indicators as data: the catalogue (lib/hipfrac/data/indicators.yaml) and its evaluation.
+
+    from hipfrac import indicators
+    cat = indicators.load_catalogue()                  # {id: Indicator}, validated
+    res = indicators.evaluate(cohort, cat["surgery_48h"], unit="hospital")   # per unit, pooled period
+    res = indicators.evaluate(cohort, cat["surgery_48h"], unit="hosp_region", by_year=True)
+    nat = indicators.evaluate(cohort, cat["surgery_48h"], unit=None)          # national
+    oe = indicators.case_mix(cohort, cat["surgery_48h"], unit="hospital", adjustment=[...])
+
+Proportions are fractions in [0, 1]. Every unit is returned, including those with few patients
+(flagged `low_n`) and with low register coverage (flagged `low_coverage`); nothing is dropped.
+Adding an indicator is adding a catalogue entry; no code.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import variation
+
+UNIT_LEVELS = ("hospital", "hosp_trust", "hosp_region", "referral_area")
+TYPES = ("process", "outcome", "data_quality")
+REQUIRED = ("title", "type", "eligible", "numerator", "direction", "green", "yellow", "source", "min_n")
+OPTIONAL = ("requires",)
+KNOWN_REQUIRES = ("include_npr_only",)
+NATIONAL = "Norway"
+
+
+class CatalogueError(ValueError):
+    """The indicator catalogue is malformed (message names the indicator and the key)."""
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One catalogue entry (see the header of indicators.yaml for the meaning of each field)."""
+
+    id: str
+    title: dict
+    type: str
+    eligible: str
+    numerator: str
+    direction: str
+    green: float | None
+    yellow: float | None
+    source: str
+    min_n: int
+    requires: tuple = field(default_factory=tuple)
+
+    def title_in(self, lang: str = "en") -> str:
+        return self.title[lang]
+
+    def level(self, prop) -> np.ndarray:
+        """Target achievement of proportions: "green", "yellow", "red"; "none" without a target or
+        when prop is missing."""
+        p = np.asarray(prop, dtype=float)
+        if self.green is None:
+            return np.full(p.shape, "none", dtype=object)
+        sign = 1.0 if self.direction == "higher" else -1.0
+        g, y = sign * self.green, sign * (self.yellow if self.yellow is not None else self.green)
+        q = sign * p
+        out = np.where(q >= g - 1e-12, "green", np.where(q >= y - 1e-12, "yellow", "red")).astype(object)
+        out[~np.isfinite(p)] = "none"
+        return out
+
+
+def _cohort_columns() -> set[str]:
+    text = resources.files("hipfrac").joinpath("data/cohort_dictionary.yaml").read_text(encoding="utf-8")
+    return set(yaml.safe_load(text)["columns"])
+
+
+def _names(expr: str) -> set[str]:
+    """Column names an expression refers to (attribute calls such as x.notna() count x)."""
+    tree = ast.parse(expr, mode="eval")
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {"True", "False", "None"}
+
+
+def load_catalogue(path: str | Path | None = None) -> dict[str, Indicator]:
+    """Read and validate the indicator catalogue; returns {id: Indicator} in file order.
+
+    Raises CatalogueError naming the indicator and key for: unknown or missing keys, a wrong type,
+    a bad direction or target order, expressions that do not parse or that use columns missing from
+    the cohort dictionary.
+    """
+    if path is None:
+        text = resources.files("hipfrac").joinpath("data/indicators.yaml").read_text(encoding="utf-8")
+        where = "indicators.yaml"
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+        where = str(path)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{where}: not valid YAML: {exc}") from exc
+    entries = raw.get("indicators") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise CatalogueError(f"{where}: expected a mapping 'indicators: {{id: entry}}'")
+    columns = _cohort_columns()
+    out: dict[str, Indicator] = {}
+    for iid, e in entries.items():
+        ctx = f"{where}: indicator {iid!r}"
+        if not isinstance(iid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", iid):
+            raise CatalogueError(f"{ctx}: id must be lower case letters, digits and underscores")
+        if not isinstance(e, dict):
+            raise CatalogueError(f"{ctx}: entry must be a mapping")
+        missing = [k for k in REQUIRED if k not in e]
+        unknown = [k for k in e if k not in REQUIRED + OPTIONAL]
+        if missing:
+            raise CatalogueError(f"{ctx}: missing key(s) {missing}")
+        if unknown:
+            raise CatalogueError(f"{ctx}: unknown key(s) {unknown}; allowed: {list(REQUIRED + OPTIONAL)}")
+        if not isinstance(e["title"], dict) or set(e["title"]) != {"en", "no"}:
+            raise CatalogueError(f"{ctx}: title must have exactly the languages en and no")
+        if e["type"] not in TYPES:
+            raise CatalogueError(f"{ctx}: type must be one of {TYPES}, got {e['type']!r}")
+        if e["direction"] not in ("higher", "lower"):
+            raise CatalogueError(f"{ctx}: direction must be 'higher' or 'lower', got {e['direction']!r}")
+        for k in ("green", "yellow"):
+            v = e[k]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+                raise CatalogueError(f"{ctx}: {k} must be a proportion in [0, 1] or null, got {v!r}")
+        g, y = e["green"], e["yellow"]
+        if (g is None) != (y is None):
+            raise CatalogueError(f"{ctx}: give both green and yellow, or neither")
+        if g is not None and ((e["direction"] == "higher" and y > g) or (e["direction"] == "lower" and y < g)):
+            raise CatalogueError(f"{ctx}: yellow {y} is beyond green {g} for direction {e['direction']}")
+        if not isinstance(e["min_n"], int) or isinstance(e["min_n"], bool) or e["min_n"] < 0:
+            raise CatalogueError(f"{ctx}: min_n must be a non-negative integer, got {e['min_n']!r}")
+        for k in ("eligible", "numerator"):
+            if not isinstance(e[k], str) or not e[k].strip():
+                raise CatalogueError(f"{ctx}: {k} must be a non-empty expression string")
+            try:
+                names = _names(e[k])
+            except SyntaxError as exc:
+                raise CatalogueError(f"{ctx}: {k} expression does not parse: {e[k]!r} ({exc.msg})") from None
+            bad = sorted(names - columns)
+            if bad:
+                raise CatalogueError(f"{ctx}: {k} uses column(s) {bad} not in the cohort dictionary")
+        req = tuple(e.get("requires") or ())
+        if any(r not in KNOWN_REQUIRES for r in req):
+            raise CatalogueError(f"{ctx}: requires must be among {KNOWN_REQUIRES}, got {list(req)}")
+        out[iid] = Indicator(id=iid, title=dict(e["title"]), type=e["type"], eligible=e["eligible"],
+                             numerator=e["numerator"], direction=e["direction"],
+                             green=None if g is None else float(g), yellow=None if y is None else float(y),
+                             source=str(e["source"]), min_n=int(e["min_n"]), requires=req)
+    return out
+
+
+def select(catalogue: dict[str, Indicator], ids: Sequence[str] = ()) -> list[Indicator]:
+    """The indicators named in ids (all when empty), in catalogue order; unknown ids are an error."""
+    unknown = [i for i in ids if i not in catalogue]
+    if unknown:
+        raise KeyError(f"unknown indicator id(s) {unknown}; the catalogue has {list(catalogue)}")
+    return [ind for iid, ind in catalogue.items() if not ids or iid in ids]
+
+
+def _mask(cohort: pd.DataFrame, expr: str, what: str) -> pd.Series:
+    try:
+        m = cohort.eval(expr, engine="python")
+    except Exception as exc:  # noqa: BLE001 - re-raised with the expression named
+        raise ValueError(f"cannot evaluate {what} expression {expr!r}: {exc}") from exc
+    if np.isscalar(m):
+        m = pd.Series(bool(m), index=cohort.index)
+    return pd.Series(m, index=cohort.index)
+
+
+def eligible(cohort: pd.DataFrame, ind: Indicator) -> tuple[pd.DataFrame, dict]:
+    """The indicator's eligible patients with a 0/1 column `y` (numerator met), and counts.
+
+    Returns (frame, counts) where counts = {"eligible": patients meeting the eligibility
+    expression, "missing": of them with a missing numerator (left out), "analysed": the rest}.
+    """
+    el = _mask(cohort, ind.eligible, f"{ind.id} eligibility").astype("boolean").fillna(False).astype(bool)
+    d = cohort.loc[el.to_numpy()]
+    num = _mask(d, ind.numerator, f"{ind.id} numerator").astype("boolean")
+    # a numerator on a missing value (e.g. surgery_48h null) is missing, not 0
+    names = [n for n in _names(ind.numerator) if n in d.columns]
+    if names:
+        num = num.where(~d[names].isna().any(axis=1), pd.NA)
+    miss = num.isna()
+    out = d.loc[~miss.to_numpy()].copy()
+    out["y"] = num[~miss].astype(int).to_numpy()
+    return out, {"eligible": int(el.sum()), "missing": int(miss.sum()), "analysed": len(out)}
+
+
+def unit_coverage(cohort: pd.DataFrame, unit: str | None, by_year: bool = False) -> pd.DataFrame | None:
+    """Register coverage per unit: (both + nhfr_only) / all fractures; None if the cohort holds no
+    NPR-only fractures (built without include_npr_only), where coverage cannot be computed."""
+    if "source" not in cohort.columns or not (cohort["source"] == "npr_only").any():
+        return None
+    keys = ([unit] if unit else []) + (["year"] if by_year else [])
+    d = cohort.assign(_reg=(cohort["source"] != "npr_only").astype(int), _one=1)
+    if not keys:
+        return pd.DataFrame({"coverage": [d["_reg"].mean()]})
+    g = d.groupby(keys, sort=True).agg(_reg=("_reg", "sum"), _one=("_one", "sum")).reset_index()
+    g["coverage"] = g["_reg"] / g["_one"]
+    return g[keys + ["coverage"]]
+
+
+def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital", by_year: bool = False,
+             min_n: int | None = None, low_coverage: float = 0.6, level: float = 0.95) -> pd.DataFrame:
+    """Indicator per unit (and year): n, events, prop with Wilson CI, target level and flags.
+
+    unit: a cohort unit column (hospital, hosp_trust, hosp_region, referral_area) or None (national).
+    min_n: override of the indicator's minimum n (None or 0 = the catalogue's).
+    Returns one row per unit (x year), sorted: indicator, unit_level, unit, [year], n (analysed
+    denominator), events, prop, lower, upper, level (green/yellow/red/none), low_n (n < min n),
+    coverage (register coverage of the unit, NaN when not computable), low_coverage, n_missing
+    (eligible with a missing numerator). Units with no eligible patient do not appear.
+    """
+    if unit is not None and unit not in cohort.columns:
+        raise KeyError(f"unit column {unit!r} not in the cohort")
+    d, _ = eligible(cohort, ind)
+    d_all = cohort.loc[_mask(cohort, ind.eligible, ind.id).astype("boolean").fillna(False).astype(bool).to_numpy()]
+    ucol = "_unit"
+    d = d.assign(_unit=d[unit].astype(str) if unit else NATIONAL)
+    d_all = d_all.assign(_unit=d_all[unit].astype(str) if unit else NATIONAL)
+    keys = [ucol] + (["year"] if by_year else [])
+    g = d.groupby(keys, sort=True).agg(n=("y", "size"), events=("y", "sum")).reset_index()
+    tot = d_all.groupby(keys, sort=True).size().rename("n_eligible").reset_index()
+    g = tot.merge(g, on=keys, how="left")
+    g[["n", "events"]] = g[["n", "events"]].fillna(0).astype(int)
+    g["n_missing"] = (g["n_eligible"] - g["n"]).astype(int)
+    g = g.drop(columns="n_eligible")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g["prop"] = np.where(g["n"] > 0, g["events"] / g["n"], np.nan)
+    g["lower"], g["upper"] = variation.wilson_ci(g["events"], g["n"], level)
+    g["level"] = ind.level(g["prop"])
+    mn = ind.min_n if not min_n else int(min_n)
+    g["low_n"] = g["n"] < mn
+    cov = unit_coverage(cohort, unit, by_year)
+    if cov is None:
+        g["coverage"] = np.nan
+    else:
+        cov = cov.rename(columns={unit: ucol}) if unit else cov.assign(_unit=NATIONAL)
+        cov[ucol] = cov[ucol].astype(str)
+        g = g.merge(cov, on=keys, how="left")
+    g["low_coverage"] = g["coverage"] < low_coverage
+    g.insert(0, "indicator", ind.id)
+    g.insert(1, "unit_level", unit or "national")
+    g = g.rename(columns={ucol: "unit"})
+    cols = ["indicator", "unit_level", "unit"] + (["year"] if by_year else []) + [
+        "n", "events", "prop", "lower", "upper", "level", "low_n", "coverage", "low_coverage", "n_missing"]
+    return g[cols].reset_index(drop=True)
+
+
+def _adjust_frame(d: pd.DataFrame, adjustment: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Adjustment covariates with missing categories as a level 'missing'; constant ones left out."""
+    cov = []
+    x = pd.DataFrame(index=d.index)
+    for c in adjustment:
+        if c not in d.columns:
+            raise KeyError(f"adjustment column {c!r} not in the cohort")
+        s = d[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            s = pd.to_numeric(s, errors="coerce").astype(float)
+            if s.isna().any():
+                s = s.fillna(s.median())
+        else:
+            s = s.astype("string").fillna("missing").astype(str)
+        if s.nunique() > 1:
+            x[c] = s
+            cov.append(c)
+    return x, cov
+
+
+def case_mix(cohort: pd.DataFrame, ind: Indicator, unit: str = "hospital",
+             adjustment: Sequence[str] = ("age", "male", "asa_group", "cognitive", "fracture_type", "charlson",
+                                          "residence"),
+             level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Case-mix adjusted comparison: a logistic model of the indicator on patient factors (no unit
+    term; statsmodels Logit) gives each patient's expected probability under national practice;
+    summed per unit -> expected events, O/E (exact Poisson CI) and the indirectly standardised
+    proportion (O/E x national proportion).
+
+    Missing categorical factors are a level "missing" (numeric: the median); factors constant among
+    the eligible patients are left out. Returns (per-unit frame, model coefficients frame).
+    The per-unit frame: indicator, unit_level, unit, n, observed, expected, oe, oe_lower, oe_upper,
+    crude, std_prop, lower, upper.
+    """
+    import statsmodels.api as sm
+
+    d, _ = eligible(cohort, ind)
+    x, cov = _adjust_frame(d, adjustment)
+    X = variation.design_matrix(x, cov)
+    if d["y"].nunique() < 2:
+        p = np.full(len(d), float(d["y"].mean()))
+        coefs = pd.DataFrame(columns=["indicator", "term", "estimate", "se"])
+    else:
+        model = sm.Logit(d["y"].to_numpy(float), X.to_numpy(float))
+        try:
+            fit = model.fit(disp=0, method="newton", maxiter=100)
+        except np.linalg.LinAlgError:
+            fit = model.fit(disp=0, method="bfgs", maxiter=1000)
+        p = fit.predict(X.to_numpy(float))
+        coefs = pd.DataFrame({"indicator": ind.id, "term": X.columns, "estimate": fit.params,
+                              "se": fit.bse})
+    dd = pd.DataFrame({"unit": d[unit].astype(str).to_numpy(), "y": d["y"].to_numpy(), "p": p})
+    oe = variation.observed_expected(dd, "unit", "y", "p", level=level)
+    oe = oe.rename(columns={"std_rate": "std_prop"})
+    oe.insert(0, "indicator", ind.id)
+    oe.insert(1, "unit_level", unit)
+    return oe, coefs.reset_index(drop=True)
+
+
+def restrict(cohort: pd.DataFrame, period: tuple[int, int] | None = None, min_age: float = 0,
+             max_age: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cohort rows within the period (fracture years, inclusive) and age limits; returns
+    (rows, counts of rows dropped by reason: reason, n)."""
+    keep = pd.Series(True, index=cohort.index)
+    reasons = []
+    if period is not None:
+        out = ~cohort["year"].between(period[0], period[1])
+        reasons.append((f"fracture year outside {period[0]}-{period[1]}", int((out & keep).sum())))
+        keep &= ~out
+    young = cohort["age"] < min_age
+    reasons.append((f"age below {min_age:g}", int((young & keep).sum())))
+    keep &= ~young
+    if max_age is not None:
+        old = cohort["age"] > max_age
+        reasons.append((f"age above {max_age:g}", int((old & keep).sum())))
+        keep &= ~old
+    return cohort.loc[keep.to_numpy()], pd.DataFrame(reasons, columns=["reason", "n"])

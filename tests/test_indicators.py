@@ -1,0 +1,145 @@
+"""hipfrac.indicators: catalogue validation and indicator evaluation on a small hand-made cohort."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from hipfrac import indicators as ind_mod
+from hipfrac.indicators import CatalogueError, load_catalogue
+
+ISSUE_IDS = ["surgery_24h", "surgery_48h", "surgery_24h_adm", "surgery_48h_adm", "arthroplasty_displaced",
+             "cemented", "nail", "shs_a1", "nerve_block", "osteo_med_12m", "survival_30d",
+             "arthroplasty_no_reop_1y", "coverage"]
+
+
+def _cohort():
+    """Hospital A: 10 operated, 9 within 48 h (one with a missing time); B: 4 operated, 2 within 48 h;
+    one NPR-only fracture at B (coverage 4/5)."""
+    rows = []
+    for i in range(10):
+        rows.append(dict(hospital="A", hosp_region="R1", year=2015 + i % 2, op_id=f"a{i}", source="both",
+                         surgery_48h=None if i == 9 else 1, age=75.0 + i, fracture_type="fn_displaced",
+                         arthroplasty=1 if i < 8 else 0, dead_30d=int(i == 0)))
+    for i in range(4):
+        rows.append(dict(hospital="B", hosp_region="R1", year=2015, op_id=f"b{i}", source="both",
+                         surgery_48h=int(i < 2), age=65.0 + 3 * i, fracture_type="troch_a1", arthroplasty=0,
+                         dead_30d=0))
+    rows.append(dict(hospital="B", hosp_region="R1", year=2016, op_id=None, source="npr_only", surgery_48h=None,
+                     age=90.0, fracture_type=None, arthroplasty=None, dead_30d=1))
+    d = pd.DataFrame(rows)
+    for c in ("surgery_48h", "arthroplasty"):
+        d[c] = d[c].astype("Int64")
+    return d
+
+
+def test_catalogue_has_issue_indicators_and_targets():
+    cat = load_catalogue()
+    assert set(ISSUE_IDS) <= set(cat)
+    assert cat["surgery_48h"].green == 0.90 and cat["surgery_48h"].yellow == 0.80
+    assert cat["surgery_24h"].green == 0.80 and cat["surgery_24h"].yellow == 0.60
+    for i in cat.values():
+        assert i.title["en"] and i.title["no"] and i.source
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"direction": "up"}, "direction"),
+    ({"eligible": "not_a_column == 1"}, "not in the cohort dictionary"),
+    ({"numerator": "surgery_48h == "}, "does not parse"),
+    ({"green": 0.7, "yellow": 0.9}, "beyond green"),
+    ({"green": 1.5}, "proportion"),
+    ({"colour": "red"}, "unknown key"),
+])
+def test_catalogue_errors_are_clear(tmp_path, patch, message):
+    raw = yaml.safe_load(open(ind_mod.resources.files("hipfrac").joinpath("data/indicators.yaml")))
+    raw["indicators"]["surgery_48h"].update(patch)
+    p = tmp_path / "cat.yaml"
+    p.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(CatalogueError, match=message) as err:
+        load_catalogue(p)
+    assert "surgery_48h" in str(err.value)
+
+
+def test_adding_an_indicator_is_data_only(tmp_path):
+    raw = yaml.safe_load(open(ind_mod.resources.files("hipfrac").joinpath("data/indicators.yaml")))
+    raw["indicators"]["young_arthroplasty"] = {
+        "title": {"en": "Arthroplasty, age under 80", "no": "Protese, under 80 år"}, "type": "process",
+        "eligible": "op_id.notna() and age < 80", "numerator": "arthroplasty == 1", "direction": "higher",
+        "green": None, "yellow": None, "source": "test", "min_n": 3}
+    p = tmp_path / "cat.yaml"
+    p.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    cat = load_catalogue(p)
+    res = ind_mod.evaluate(_cohort(), cat["young_arthroplasty"], unit="hospital").set_index("unit")
+    # A: ages 75..79 operated, arthroplasty for all 5; B: 4 operated under 80, none arthroplasty
+    assert res.loc["A", "n"] == 5 and res.loc["A", "events"] == 5
+    assert res.loc["B", "n"] == 4 and res.loc["B", "events"] == 0
+    assert (res["level"] == "none").all()
+
+
+def test_evaluate_counts_levels_and_flags():
+    cat = load_catalogue()
+    res = ind_mod.evaluate(_cohort(), cat["surgery_48h"], unit="hospital").set_index("unit")
+    # A: 9 analysed (one missing time), all 9 within 48 h -> green; B: 2/4 -> red, low n (min 5)
+    assert res.loc["A", ["n", "events", "n_missing"]].tolist() == [9, 9, 1]
+    assert res.loc["A", "level"] == "green" and not res.loc["A", "low_n"]
+    assert res.loc["B", ["n", "events"]].tolist() == [4, 2]
+    assert res.loc["B", "level"] == "red" and res.loc["B", "low_n"]
+    assert res.loc["B", "prop"] == 0.5
+    assert res.loc["B", "lower"] < 0.5 < res.loc["B", "upper"]
+    # coverage: A 10/10, B 4/5; neither below 60 %
+    assert res.loc["A", "coverage"] == 1.0 and res.loc["B", "coverage"] == pytest.approx(0.8)
+    assert not res["low_coverage"].any()
+    flagged = ind_mod.evaluate(_cohort(), cat["surgery_48h"], unit="hospital", low_coverage=0.9)
+    assert flagged.set_index("unit").loc["B", "low_coverage"]
+
+
+def test_evaluate_national_by_year_and_coverage_indicator():
+    cat = load_catalogue()
+    nat = ind_mod.evaluate(_cohort(), cat["coverage"], unit=None)
+    assert nat["unit"].item() == "Norway" and nat["prop"].item() == pytest.approx(14 / 15)
+    assert nat["level"].item() == "green"
+    yr = ind_mod.evaluate(_cohort(), cat["surgery_48h"], unit="hosp_region", by_year=True)
+    assert yr["year"].tolist() == [2015, 2016]
+    assert yr["n"].sum() == 13
+    # the cohort without NPR-only rows: coverage not computable
+    cov = ind_mod.evaluate(_cohort().query("source != 'npr_only'"), cat["surgery_48h"], unit="hospital")
+    assert cov["coverage"].isna().all() and not cov["low_coverage"].any()
+
+
+def test_eligibility_arthroplasty_displaced_age_over_70():
+    cat = load_catalogue()
+    res = ind_mod.evaluate(_cohort(), cat["arthroplasty_displaced"], unit="hospital")
+    # only hospital A has displaced femoral neck fractures over 70: 8 of 10 arthroplasty -> yellow
+    assert res["unit"].tolist() == ["A"]
+    assert res[["n", "events"]].iloc[0].tolist() == [10, 8]
+    assert res["level"].item() == "yellow"
+
+
+def test_levels_direction_lower():
+    i = ind_mod.Indicator(id="x", title={"en": "x", "no": "x"}, type="outcome", eligible="age > 0",
+                          numerator="dead_30d == 1", direction="lower", green=0.05, yellow=0.10,
+                          source="t", min_n=5)
+    assert i.level([0.04, 0.05, 0.08, 0.2, np.nan]).tolist() == ["green", "green", "yellow", "red", "none"]
+
+
+def test_case_mix_expected_sums_to_observed():
+    rng = np.random.default_rng(3)
+    n = 2000
+    d = pd.DataFrame({"hospital": rng.choice(list("ABCDE"), n), "age": rng.uniform(60, 95, n),
+                      "op_id": "x", "sex": rng.choice(["female", "male"], n)})
+    d["male"] = (d["sex"] == "male").astype(int)
+    d["asa_group"] = rng.choice(["1-2", "3", "4-5", None], n)
+    lin = -1 + 0.05 * (d["age"] - 80) + 0.5 * d["male"]
+    d["surgery_48h"] = pd.array(rng.binomial(1, 1 / (1 + np.exp(-lin))), dtype="Int64")
+    cat = load_catalogue()
+    oe, coefs = ind_mod.case_mix(d, cat["surgery_48h"], "hospital", adjustment=["age", "male", "asa_group"])
+    # a logistic model with an intercept reproduces the total: sum expected = sum observed
+    assert oe["expected"].sum() == pytest.approx(oe["observed"].sum(), rel=1e-6)
+    assert "asa_group[missing]" in set(coefs["term"])
+    assert coefs.set_index("term").loc["age", "estimate"] == pytest.approx(0.05, abs=0.02)
+
+
+def test_restrict_counts_dropped():
+    rows, dropped = ind_mod.restrict(_cohort(), period=(2015, 2015), min_age=70)
+    assert dropped["n"].tolist() == [6, 2]
+    assert len(rows) == 7
