@@ -8,13 +8,30 @@ from .base import Section
 
 
 class CohortParams(Section):
-    """Study period, inclusion rules and follow-up.
+    """Study period, inclusion rules, linkage windows and follow-up.
 
-    period: first and last fracture date included (inclusive).
+    period_start, period_end: first and last fracture date included (inclusive).
     min_age: minimum age in years at the fracture.
-    washout_years: no hip fracture in NPR in this many years before the index fracture.
-    include_npr_only: keep fractures found only in NPR (no NHFR form), for coverage analyses.
+    washout_years: no hip fracture (NPR stay with main diagnosis S72.0-S72.2, or NHFR primary operation)
+      in this many years before the index fracture.
+    include_npr_only: keep operated fractures found only in NPR (no NHFR form) in the cohort. Coverage is
+      computed from NPR-only fractures whatever this says.
     end_of_followup: administrative censoring date.
+    charlson_lookback_years: NPR diagnoses in this many years before the fracture count for the Charlson
+      index (the index stay excluded).
+    charlson_weights: component -> weight overriding the Quan 2011 weights (e.g. {mi: 1}).
+    match_window_days: an NHFR primary operation and an NPR hip fracture stay of the same person are the
+      same fracture when the NPR stay starts at most this many days before or after the NHFR admission.
+    new_fracture_gap_days: an NPR hip fracture stay starting at least this many days after the previous
+      one is a new fracture (shorter gaps: transfers and readmissions of the same fracture).
+    npr_require_surgery: an NPR-only fracture counts only when a stay holds hip fracture surgery (NCSP
+      NFB*/NFJ*), the scope of the register (non-operated fractures are never registered in NHFR).
+    pathological_codes: ICD-10 prefixes (no dot) in the index stay's diagnoses marking a pathological
+      fracture (excluded): M84.4 pathological fracture, M90.7 fracture of bone in neoplastic disease,
+      C79.5 secondary malignant neoplasm of bone.
+    fatal_type_fraction: a column where more than this share of the non-missing values fail to parse as
+      its contract type has the wrong type (fatal); fewer bad values are warnings (set to missing).
+    duckdb_memory_limit: DuckDB memory limit (spills to disk beyond it), e.g. "3GB".
     out_dir: where cohort.parquet and its companions are written (relative to the project root);
       empty means data/cohort/<run>.
     """
@@ -27,4 +44,10 @@ class CohortParams(Section):
     end_of_followup: dt.date = dt.date(2024, 12, 31)
     charlson_lookback_years: int = Field(5, ge=1, le=20)
     charlson_weights: dict[str, int] = Field(default_factory=dict)
+    match_window_days: int = Field(7, ge=0, le=60)
+    new_fracture_gap_days: int = Field(90, ge=1, le=365)
+    npr_require_surgery: bool = True
+    pathological_codes: tuple[str, ...] = ("M844", "M907", "C795")
+    fatal_type_fraction: float = Field(0.10, gt=0, le=1)
+    duckdb_memory_limit: str = "3GB"
     out_dir: str = ""
