@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from hipfrac.variation import observed_expected, wilson_ci
 
 DAYS_PER_YEAR = 365.25
 
@@ -51,18 +52,6 @@ def _need(df: pd.DataFrame, cols, what: str) -> None:
 def round_half_up(x: float) -> int:
     """Round to the nearest integer, halves up (as spreadsheets do: 484.5 -> 485, 3447.5 -> 3448)."""
     return int(math.floor(x + 0.5 + 1e-9))
-
-
-def wilson_ci(events, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (arrays in, arrays out; NaN when n = 0)."""
-    events = np.asarray(events, dtype=float)
-    n = np.asarray(n, dtype=float)
-    z = stats.norm.ppf(0.5 + level / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = events / n
-        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
 # ==============================================================================================
@@ -297,32 +286,18 @@ def expected_treated(cohort: pd.DataFrame, indicator: str, casemix) -> pd.Series
 def uptake_adjusted(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=()) -> pd.DataFrame:
     """Case-mix adjusted (indirectly standardised) treatment share per unit.
 
-    expected = sum of predicted probabilities from a national logistic model on `casemix`;
-    oe = observed / expected with an exact Poisson 95 % CI on the observed count;
-    adj_prop = oe x national share (and its CI). Returns: unit, n, observed, expected, oe, oe_lower,
-    oe_upper, crude_prop, adj_prop, adj_lower, adj_upper, national_prop.
+    Expected counts come from a national logistic model on `casemix` (`expected_treated`); O/E, its
+    exact Poisson CI and the standardised share (O/E x national share) from
+    hipfrac.variation.observed_expected. Eligible patients as `eligible_for_window`.
+    Returns: unit, indicator, observed, expected, n, oe, oe_lower, oe_upper, crude, std_rate, lower, upper.
     """
     col, window = MED_INDICATORS[indicator]
     _need(cohort, [unit, col, "followup_days", *casemix], "uptake_adjusted")
     exp_p = expected_treated(cohort, indicator, list(casemix))
-    d = cohort.loc[exp_p.index, [unit, col]].assign(expected=exp_p)
-    g = (d.groupby(unit, observed=True, sort=True)
-          .agg(n=(col, "size"), observed=(col, "sum"), expected=("expected", "sum")).reset_index())
-    g["observed"] = g["observed"].astype(int)
-    national = float(d[col].mean())
-    o = g["observed"].to_numpy(float)
-    lo = np.where(o > 0, stats.chi2.ppf(0.025, 2 * o) / 2, 0.0)
-    hi = stats.chi2.ppf(0.975, 2 * (o + 1)) / 2
-    g["oe"] = o / g["expected"]
-    g["oe_lower"] = lo / g["expected"]
-    g["oe_upper"] = hi / g["expected"]
-    g["crude_prop"] = o / g["n"]
-    g["adj_prop"] = g["oe"] * national
-    g["adj_lower"] = g["oe_lower"] * national
-    g["adj_upper"] = g["oe_upper"] * national
-    g["national_prop"] = national
-    g.insert(1, "indicator", indicator)
-    return g
+    d = cohort.loc[exp_p.index, [unit, col]]
+    res = observed_expected(d, unit, col, exp_p.to_numpy())
+    res.insert(1, "indicator", indicator)
+    return res
 
 
 def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
@@ -450,39 +425,24 @@ def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture",
                      by: str | None = None) -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of a new fracture, death as competing risk, at `years`.
 
-    Uses hipfrac.competing.cumulative_incidence. Horizons beyond the last follow-up time of a group are
-    reported as missing. CI: 95 %, on the log(-log) scale from the Aalen-Johansen variance.
-    Returns: [by], outcome, years, n (patients), events (new fractures by the horizon), cif, lower, upper.
+    Uses hipfrac.competing.cumulative_incidence (Gray's variance, log(-log) 95 % limits). Horizons after
+    the last follow-up of a group are missing. Returns: [by], outcome, years, n (patients in the group),
+    events (new fractures observed by the horizon), n_risk (still followed), cif, lower, upper.
     """
     from hipfrac import competing
 
     d = fracture_competing_data(cohort, outcome)
     d["time_years"] = d["time"] / DAYS_PER_YEAR
-    groups = [(None, d)] if by is None else [(k, g) for k, g in d.groupby(by, sort=True)]
-    out = []
-    for key, g in groups:
-        cif = competing.cumulative_incidence(g, time="time_years", event="event", times=list(years))
-        cif = cif[cif["cause"] == 1].set_index("time")
-        tmax = float(g["time_years"].max())
-        for t in years:
-            c = float(cif.loc[t, "cif"]) if t in cif.index and t <= tmax else np.nan
-            v = float(cif.loc[t, "var"]) if t in cif.index and t <= tmax else np.nan
-            lo, hi = _loglog_ci(c, v)
-            row = {"outcome": outcome, "years": float(t), "n": len(g),
-                   "events": int(((g["event"] == 1) & (g["time_years"] <= t)).sum()),
-                   "cif": c, "lower": lo, "upper": hi}
-            if by is not None:
-                row = {by: key, **row}
-            out.append(row)
-    return pd.DataFrame(out)
-
-
-def _loglog_ci(c: float, var: float, level: float = 0.95) -> tuple[float, float]:
-    if not np.isfinite(c) or not np.isfinite(var) or c <= 0 or c >= 1:
-        return (np.nan, np.nan) if not np.isfinite(c) else (c, c)
-    z = stats.norm.ppf(0.5 + level / 2)
-    se = math.sqrt(var) / (c * abs(math.log(c)))
-    return c ** math.exp(z * se), c ** math.exp(-z * se)
+    cif = competing.cumulative_incidence(d, time="time_years", event="event", times=list(years),
+                                         group=by, causes=[1])
+    keys = [by] if by else []
+    out = cif.rename(columns={"time": "years"})
+    if by:
+        out = out.merge(d.groupby(by, sort=True).size().rename("n").reset_index(), on=by, how="left")
+    else:
+        out = out.assign(n=len(d))
+    out.insert(len(keys), "outcome", outcome)
+    return out[[*keys, "outcome", "years", "n", "events", "n_risk", "cif", "lower", "upper"]]
 
 
 # ==============================================================================================
