@@ -51,6 +51,7 @@ $(STAMPS)/$(1).cohort: $(STAMPS)/$(1).synth params/$(1).yaml $(LIB) | $(SETUP)
 	@touch $$@
 
 outputs/$(1)/.scanned: $(foreach n,$(NB_NAMES),outputs/$(1)/$(n)/$(n).ipynb)
+	$(PY) -m hipfrac manifest --params params/$(1).yaml
 	$(PY) -m hipfrac scan outputs/$(1)
 	@touch $$@
 endef

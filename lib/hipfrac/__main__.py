@@ -4,6 +4,7 @@ Commands
   synth       generate the synthetic linked registry (extracts + truth.json)
   cohort      build the cached analysis cohort from the extracts named in a params file
   notebook    execute one notebook with papermill for one params file (atomic outputs)
+  manifest    write outputs/<run>/manifest.json (provenance: params, inputs, git, versions, outputs)
   scan        check every file of an output run for person-level content and small cells
   supplement  build the static HTML supplement of a run
   bench       time each pipeline stage (wall time, peak memory) into outputs/bench/bench.json
@@ -43,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="scan an output run for disclosure problems")
     sc.add_argument("path", help="outputs/<run>")
-    sc.add_argument("--min-cell", type=int, default=5)
+    sc.add_argument("--min-cell", type=int, default=None,
+                    help="smallest count allowed (default: the run's params.export.min_cell from its manifest, else 5)")
+
+    m = sub.add_parser("manifest", help="write the provenance manifest of a run")
+    m.add_argument("--params", required=True)
+    m.add_argument("--run-dir", help="output run directory (default outputs/<run>)")
 
     su = sub.add_parser("supplement", help="build the HTML supplement of a run")
     su.add_argument("--params", required=True)
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from hipfrac import runner
 
         return runner.run_notebook(args.notebook, args.params)
+    if args.command == "manifest":
+        from hipfrac import manifest
+
+        return manifest.cli(args)
     if args.command == "scan":
         from hipfrac import scan
 

@@ -1,0 +1,133 @@
+"""Disclosure control: primary, complementary and derived suppression; person-level refusal; strict mode."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hipfrac import disclosure
+from hipfrac.disclosure import DisclosureError, suppress
+
+
+def _withheld(res, col):
+    return res.frame[col].isna().to_numpy()
+
+
+def test_primary_suppression_threshold_and_zero_kept():
+    df = pd.DataFrame({"g": list("abcdefg"), "n": [0, 1, 4, 5, 6, 100, 200]})
+    res = suppress(df, 5, counts=["n"], complementary=False)
+    assert list(_withheld(res, "n")) == [False, True, True, False, False, False, False]
+    assert res.frame["n"].dtype == "Int64"  # counts stay integers (no "12.0" in CSVs)
+    assert res.summary() == {"primary": 2, "secondary": 0, "derived": 0}
+    res10 = suppress(df, 10, counts=["n"], complementary=False)
+    assert list(_withheld(res10, "n")) == [False, True, True, True, True, False, False]
+
+
+def test_single_suppressed_cell_gets_a_complement_in_its_column():
+    # Total published (or derivable): hiding only C's 3 would let 3 = total - others. The next
+    # smallest positive cell (E, 30) must go too, never a zero (D) or the total row.
+    df = pd.DataFrame({"hospital": ["A", "B", "C", "D", "E", "Total"], "n": [100, 50, 3, 0, 30, 183]})
+    res = suppress(df, 5, counts=["n"])
+    assert list(_withheld(res, "n")) == [False, False, True, False, True, False]
+    assert res.primary == [(2, "n")] and res.secondary == [(4, "n")]
+    # what is left cannot pin down C: C + E = 33 with two unknowns
+    shown = res.frame["n"].iloc[:5].fillna(0).sum()
+    assert df["n"].iloc[5] - shown == 33
+
+
+def test_two_primary_cells_need_no_complement():
+    df = pd.DataFrame({"g": list("abcd"), "n": [2, 3, 50, 60]})
+    res = suppress(df, 5, counts=["n"])
+    assert res.secondary == []
+
+
+def test_total_row_is_complement_when_nothing_else_is_left():
+    df = pd.DataFrame({"g": ["a", "b", "all"], "n": [3, 0, 3]})
+    res = suppress(df, 5, counts=["n"])
+    # a (3) primary; the total (3) is small too -> both primary, nothing recoverable
+    assert list(_withheld(res, "n")) == [True, False, True]
+    df = pd.DataFrame({"g": ["a", "b", "Total"], "n": [3, 0, 7]})
+    res = suppress(df, 5, counts=["n"])
+    assert list(_withheld(res, "n")) == [True, False, True]  # only the total can hide a
+
+
+def test_row_totals_complement_within_a_row():
+    # wide table: parts add up to total in each row (auto-detected)
+    df = pd.DataFrame({"region": ["N", "M", "V", "S"],
+                       "n_home": [120, 90, 3, 400], "n_care": [40, 30, 25, 100],
+                       "n_nursing": [10, 12, 15, 60], "n_total": [170, 132, 43, 560]})
+    res = suppress(df, 5, counts=["n_home", "n_care", "n_nursing", "n_total"], by=["region"])
+    # by=region makes every row its own column group (no column complement);
+    # the row rule withholds V's next smallest part (n_nursing 15)
+    v = res.frame.iloc[2]
+    assert pd.isna(v["n_home"]) and pd.isna(v["n_nursing"]) and v["n_care"] == 25 and v["n_total"] == 43
+    assert (2, "n_nursing") in res.secondary
+
+
+def test_complements_iterate_across_rows_and_columns():
+    # a 3x3 cross table with totals both ways: after the row complement, the column of that
+    # complement holds a single withheld cell and needs its own complement, and so on
+    df = pd.DataFrame({"sex": ["female", "male", "total"],
+                       "n_a": [3, 40, 43], "n_b": [50, 60, 110], "n_c": [70, 20, 90], "n_all": [123, 120, 243]})
+    res = suppress(df, 5, counts=["n_a", "n_b", "n_c", "n_all"])
+    m = res.frame[["n_a", "n_b", "n_c", "n_all"]].isna().to_numpy()
+    body = m[:2, :3]
+    # every row and column of the body holding a withheld cell holds at least two
+    for line in [*body, *body.T]:
+        assert line.sum() != 1
+    assert m[0, 0]
+
+
+def test_derived_columns_follow_their_count():
+    df = pd.DataFrame({"h": list("abc"), "n": [50, 40, 60], "events": [3, 20, 30]})
+    df["prop"] = df.events / df.n
+    df["lower"], df["upper"] = df.prop - 0.1, df.prop + 0.1
+    df["volume"] = [200.0, 150.0, 300.0]
+    res = suppress(df, 5, counts=["n", "events"], derived={"events": ["prop", "lower", "upper"]})
+    a = res.frame.iloc[0]
+    assert pd.isna(a["events"]) and pd.isna(a["prop"]) and pd.isna(a["lower"]) and pd.isna(a["upper"])
+    assert a["n"] == 50 and a["volume"] == 200.0  # not derived from events: kept
+    # derived=None: conservative, every non-count numeric column of the row goes
+    res2 = suppress(df, 5, counts=["n", "events"])
+    assert pd.isna(res2.frame.iloc[0]["volume"])
+    assert res2.derived >= 4
+
+
+def test_counts_found_by_name_and_bad_names_rejected():
+    df = pd.DataFrame({"x": ["a", "b", "c"], "n_deaths": [1, 50, 60], "deaths_30d": [2, 30, 40], "age": [3.0, 80, 81]})
+    assert disclosure.detect_counts(df) == ["n_deaths", "deaths_30d"]
+    res = suppress(df, 5)
+    assert pd.isna(res.frame.iloc[0]["n_deaths"]) and res.frame.iloc[0]["x"] == "a"
+    with pytest.raises(KeyError, match="nope"):
+        suppress(df, 5, counts=["nope"])
+    with pytest.raises(KeyError, match="derived"):
+        suppress(df, 5, counts=["n_deaths"], derived={"n_deaths": ["missing_col"]})
+
+
+def test_person_level_frames_are_refused_with_reason():
+    ids = pd.DataFrame({"person_id": ["P0000001", "P0000002"], "age": [80.1, 90.2]})
+    with pytest.raises(DisclosureError, match="person_id"):
+        disclosure.check_person_level(ids, "table 'x'")
+    deaths = pd.DataFrame({"death_date": pd.to_datetime(["2015-01-02", "2016-03-04"]), "x": [1, 2]})
+    with pytest.raises(DisclosureError, match="death_date"):
+        disclosure.check_person_level(deaths, "t")
+    rng = np.random.default_rng(1)
+    records = pd.DataFrame({"age": rng.uniform(60, 95, 50), "sex": rng.choice(["female", "male"], 50),
+                            "followup_days": rng.uniform(0, 3000, 50), "dead": rng.integers(0, 2, 50)})
+    reasons = disclosure.person_level_reasons(records)
+    assert reasons and "one row per person" in reasons[0]
+    # aggregates are fine: grouped counts, model summaries, death counts by year
+    agg = pd.DataFrame({"age_band": ["50-59", "60-69"] * 10, "year": range(2005, 2025), "n": range(20, 40)})
+    assert disclosure.person_level_reasons(agg) == []
+    coefs = pd.DataFrame({"term": ["male", "age"], "hr": [1.6, 1.05], "lower": [1.4, 1.04], "upper": [1.8, 1.06]})
+    assert disclosure.person_level_reasons(coefs) == []
+    years = pd.DataFrame({"death_year": [2015, 2016], "deaths": [100, 120]})
+    assert disclosure.person_level_reasons(years) == []
+
+
+def test_strict_check_names_table_column_and_row():
+    df = pd.DataFrame({"hospital": ["Ahus", "Bodø"], "n": [120, 3]})
+    with pytest.raises(DisclosureError) as err:
+        disclosure.check_no_small_cells(df, "figure 'funnel'", 5)
+    msg = str(err.value)
+    assert "figure 'funnel'" in msg and "column 'n'" in msg and "hospital=Bodø" in msg and ": 3" in msg
+    disclosure.check_no_small_cells(suppress(df, 5).frame, "ok", 5)  # suppressed: passes

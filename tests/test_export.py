@@ -1,0 +1,212 @@
+"""The Exporter: every format, deterministic bytes, disclosure rules, strict mode, labels, style."""
+
+import hashlib
+import json
+import time
+import zipfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from hipfrac import labels  # noqa: E402
+from hipfrac.export import DisclosureError, Exporter  # noqa: E402
+from hipfrac.figures import style  # noqa: E402
+from hipfrac.params import load  # noqa: E402
+
+
+def _params(**kw):
+    return load("params/smoke.yaml", **kw)
+
+
+def _funnel():
+    df = pd.DataFrame({"hospital": ["Ahus", "Bodø", "Kirkenes", "Molde", "Voss"],
+                       "n": [400, 120, 30, 60, 45], "events": [350, 100, 3, 50, 40]})
+    df["prop"] = df.events / df.n
+    df["lower"], df["upper"] = df.prop - 0.04, df.prop + 0.04
+    return df
+
+
+def _hr():
+    return pd.DataFrame({"term": ["male", "asa_group[3]"], "hr": [1.6, 2.1234], "lower": [1.41, 1.8],
+                         "upper": [1.82, 2.5], "p": [0.00001, 0.0213]})
+
+
+def _export_all(d, **kw):
+    out = Exporter(_params(**kw), "99_demo", output_dir=d)
+    out.table(_funnel(), "funnel", title="Surgery within 48 h", counts=["n", "events"],
+              derived={"events": ["prop", "lower", "upper"]})
+    out.table(_hr(), "cox", title="Hazard ratios")
+    fig, ax = style.subplots("single")
+    safe = out.suppress(_funnel(), counts=["n", "events"], derived={"events": ["prop", "lower", "upper"]})
+    shown = safe[safe["prop"].notna()]
+    ax.scatter(shown["n"].astype(float), shown["prop"], color=style.PALETTE[0])
+    ax.set_xlabel(labels.t("n", out.lang))
+    out.figure(fig, "funnel", title="Funnel", data=safe)
+    plt.close(fig)
+    out.text("summary", "Two tables and a figure.")
+    out.finish()
+    return out
+
+
+def _hashes(d):
+    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    _export_all(d)
+    return d
+
+
+def test_every_format_written_and_byte_identical_on_rerun(exported, tmp_path):
+    a, b = exported, tmp_path / "b"
+    time.sleep(1.1)  # a timestamp leaking into a file would now differ
+    _export_all(b)
+    ha, hb = _hashes(a), _hashes(b)
+    expected = {"99_demo.xlsx", "outputs.json", "summary.md", "figures/funnel.png", "figures/funnel.pdf",
+                "figures/funnel.data.csv"} | {f"tables/{t}.{x}" for t in ("funnel", "cox")
+                                             for x in ("csv", "meta.json", "md", "tex")}
+    assert set(ha) == expected
+    differ = sorted(k for k in ha if ha[k] != hb[k])
+    assert differ == ["outputs.json"], differ  # only the manifest piece holds timestamps
+
+
+def test_csv_is_fixed_format_and_suppressed(exported):
+    raw = (exported / "tables" / "funnel.csv").read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n")
+    df = pd.read_csv(exported / "tables" / "funnel.csv")
+    kirkenes = df[df.hospital == "Kirkenes"].iloc[0]
+    assert kirkenes[["events", "prop", "lower", "upper"]].isna().all() and kirkenes["n"] == 30
+    # complement: the next smallest event count (Voss, 40) is withheld with its proportion
+    assert df[df.hospital == "Voss"][["events", "prop"]].isna().all(axis=None)
+    assert raw.splitlines()[1] == b"Ahus,400,350,0.875,0.835,0.915"  # integers stay integers
+    meta = json.loads((exported / "tables" / "funnel.meta.json").read_text())
+    assert meta["run"] == "smoke" and meta["suppressed"]["primary"] == 1 and meta["suppressed"]["secondary"] == 1
+    assert [2, "events"] in meta["suppressed"]["cells"]
+
+
+def test_human_formats_percent_hr_ci_footer(exported):
+    md = (exported / "tables" / "funnel.md").read_text()
+    assert "| Ahus | 400 | 350 | 87.5 | 83.5 | 91.5 |" in md
+    assert "| Kirkenes | 30 | s | s | s | s |" in md
+    assert "hipfrac run smoke, notebook 99_demo" in md and "s = suppressed" in md
+    cox = (exported / "tables" / "cox.md").read_text()
+    assert "2.12 (1.80\u20132.50)" in cox and "<0.001" in cox and "0.021" in cox
+    tex = (exported / "tables" / "cox.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    assert "2.12 (1.80--2.50)" in tex and "asa\\_group[3]" in tex and "hipfrac run smoke" in tex
+
+
+def test_xlsx_one_sheet_per_table_numbers_and_fixed_zip_times(exported):
+    from openpyxl import load_workbook
+
+    path = exported / "99_demo.xlsx"
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["funnel", "cox"]
+    ws = wb["funnel"]
+    assert ws["A1"].value == "Surgery within 48 h" and ws["A2"].value == "Hospital"
+    assert ws["B3"].value == 400 and ws["D3"].number_format == "0.0%" and ws["D3"].value == pytest.approx(0.875)
+    assert ws["C5"].value == "s"
+    assert any("hipfrac run smoke" in str(c.value) for row in ws.iter_rows() for c in row)
+    with zipfile.ZipFile(path) as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_figure_metadata_has_run_and_no_creation_date(exported):
+    from PIL import Image
+
+    png = Image.open(exported / "figures" / "funnel.png")
+    assert "hipfrac run smoke" in png.info["Description"]
+    assert round(png.info["dpi"][0]) == 300
+    pdf = (exported / "figures" / "funnel.pdf").read_bytes()
+    assert b"hipfrac run smoke" in pdf and b"/CreationDate" not in pdf
+    data = pd.read_csv(exported / "figures" / "funnel.data.csv")
+    assert data.loc[data.hospital == "Kirkenes", "events"].isna().all()
+
+
+def test_norwegian_labels(tmp_path):
+    _export_all(tmp_path, lang="no")
+    md = (tmp_path / "tables" / "funnel.md").read_text()
+    assert "| Sykehus | N | Hendelser | Andel (%) |" in md
+    assert "87,5" in md and "hipfrac-kjøring smoke" in md and "s = skjult" in md
+    cox = (tmp_path / "tables" / "cox.md").read_text()
+    assert "2,12 (1,80\u20132,50)" in cox and "Menn" in cox
+
+
+def test_person_level_frames_refused_in_every_run(tmp_path):
+    cohortlike = pd.DataFrame({"person_id": [f"P{i:07d}" for i in range(30)], "age": [80.5] * 30})
+    for real in (False, True):
+        out = Exporter(_params(real_data=real), "99_demo", output_dir=tmp_path / str(real))
+        with pytest.raises(DisclosureError, match="(?s)table 'people'.*person_id"):
+            out.table(cohortlike, "people")
+        with pytest.raises(DisclosureError, match="figure 'people'"):
+            out.figure(plt.figure(), "people", data=cohortlike)
+    assert not list((tmp_path / "True").rglob("people*"))
+
+
+def test_strict_mode_names_table_and_cell(tmp_path):
+    out = Exporter(_params(real_data=True), "99_demo", output_dir=tmp_path)
+    df = pd.DataFrame({"hospital": ["Ahus", "Lofoten"], "n": [400, 80], "n_reoperated": [30, 2]})
+    # declared counts are suppressed: fine in strict mode
+    out.table(df, "declared", counts=["n", "n_reoperated"])
+    # an undeclared count column with a small value: error naming table, column, row
+    with pytest.raises(DisclosureError) as err:
+        out.table(df, "undeclared", counts=["n"])
+    msg = str(err.value)
+    assert "table 'undeclared'" in msg and "column 'n_reoperated'" in msg and "hospital=Lofoten" in msg
+    # a figure drawn from unsuppressed data
+    with pytest.raises(DisclosureError, match="(?s)figure 'fig'.*n_reoperated"):
+        out.figure(plt.figure(), "fig", data=df)
+    plt.close("all")
+
+
+def test_non_strict_suppresses_and_records(tmp_path):
+    out = Exporter(_params(), "99_demo", output_dir=tmp_path)
+    df = pd.DataFrame({"hospital": ["Ahus", "Lofoten", "Narvik"], "n": [400, 80, 90], "n_reoperated": [30, 2, 9]})
+    with pytest.warns(UserWarning, match="not declared"):
+        out.table(df, "undeclared", counts=["n"])
+    assert pd.read_csv(tmp_path / "tables" / "undeclared.csv")["n_reoperated"].isna().sum() == 2
+    with pytest.warns(UserWarning, match="unsuppressed small"):
+        out.figure(plt.figure(), "fig", data=df)
+    plt.close("all")
+    out.finish()
+    part = json.loads((tmp_path / "outputs.json").read_text())
+    assert part["tables"][0]["undeclared_counts"] == ["n_reoperated"]
+    assert part["figures"][0]["unsuppressed_small_cells"] == 1 and len(part["warnings"]) == 2
+    assert part["suppressed_cells"]["primary"] == 1 and part["suppressed_cells"]["secondary"] == 1
+    assert {f["path"] for f in part["files"]} >= {"tables/undeclared.csv", "figures/fig.png", "99_demo.xlsx"}
+
+
+def test_names_checked(tmp_path):
+    out = Exporter(_params(), "99_demo", output_dir=tmp_path)
+    out.table(_hr(), "cox")
+    with pytest.raises(ValueError, match="twice"):
+        out.table(_hr(), "cox")
+    with pytest.raises(ValueError, match="name"):
+        out.table(_hr(), "../escape")
+
+
+def test_style_target_colours_and_sizes():
+    assert style.target_level(0.92, green=0.9, yellow=0.8) == "high"
+    assert style.target_level(0.85, green=0.9, yellow=0.8) == "moderate"
+    assert style.target_level(0.5, green=0.9, yellow=0.8) == "low"
+    assert style.target_level(float("nan"), 0.9, 0.8) is None
+    assert style.target_colour(None, 0.9, 0.8) == style.GREY
+    assert style.target_level(0.05, green=0.08, yellow=0.12, higher_is_better=False) == "high"
+    w, h = style.figsize("single")
+    assert w == pytest.approx(85 / 25.4) and h == pytest.approx(0.75 * w)
+    assert len(set(style.PALETTE)) == len(style.PALETTE) >= 7
+
+
+def test_labels_complete_and_fallback():
+    for key, entry in labels.table().items():
+        assert entry["en"] and entry["no"], key
+    assert labels.t("hospital", "no") == "Sykehus" and labels.t("unknown_thing", "no") == "unknown_thing"
+    with pytest.raises(ValueError, match="language"):
+        labels.t("hospital", "de")
