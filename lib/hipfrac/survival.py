@@ -1,0 +1,326 @@
+"""Observed (all-cause) survival after hip fracture by unit: Kaplan-Meier, mortality at fixed horizons,
+risk-adjusted mortality (O/E) with funnel limits, Cox regression and standardised survival curves.
+
+Units: time in days since the fracture; mortality as proportions (0-1); hazard ratios unitless.
+Every function takes the cohort (one row per patient; columns per lib/hipfrac/data/cohort_dictionary.yaml)
+and returns tidy, aggregate DataFrames (no person-level rows), sorted deterministically.
+
+    km = km_table(cohort, "res_region", times=[30, 90, 365])        # survival, CI, numbers at risk
+    mort = mortality_at(cohort, "res_region", horizons=(30, 90, 365, 1826))
+    adj = risk_adjusted_mortality(cohort, "hospital", horizon=30, casemix=CASEMIX)
+    cox = CoxModel().fit(cohort, "res_region", casemix=CASEMIX)     # .summary: hazard ratios
+    std = standardised_survival(cohort, "res_region", casemix=CASEMIX, times=[...], n_boot=50)
+
+Kaplan-Meier curves and Cox models use lifelines (validated against R's survival package in
+tests/test_survival.py with fixtures from tests/reference/survival.R).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hipfrac import variation
+
+Z95 = float(stats.norm.ppf(0.975))
+
+#: default case-mix for adjusted mortality and Cox models (cohort column names)
+CASEMIX = ("age", "male", "asa_group", "charlson", "cognitive", "residence", "fracture_group")
+
+__all__ = [
+    "CASEMIX",
+    "km_table",
+    "km_curves",
+    "mortality_at",
+    "complete_followup",
+    "casemix_frame",
+    "risk_adjusted_mortality",
+    "CoxModel",
+    "standardised_survival",
+]
+
+
+def _units(unit) -> list[str]:
+    if unit is None:
+        return []
+    return [unit] if isinstance(unit, str) else list(unit)
+
+
+def _groups(data: pd.DataFrame, unit):
+    u = _units(unit)
+    if not u:
+        return [((), data)]
+    return [((k if isinstance(k, tuple) else (k,)), g) for k, g in data.groupby(u, sort=True, observed=True)]
+
+
+def _check(data, cols):
+    miss = [c for c in cols if c not in data.columns]
+    if miss:
+        raise KeyError(f"column(s) {miss} not in the data")
+
+
+# ------------------------------------------------------------------------------------------------
+# Kaplan-Meier
+# ------------------------------------------------------------------------------------------------
+def _km(g: pd.DataFrame, time: str, event: str):
+    from lifelines import KaplanMeierFitter
+
+    return KaplanMeierFitter().fit(g[time].to_numpy(float), g[event].to_numpy(int))
+
+
+def km_table(data: pd.DataFrame, unit=None, *, times: Sequence[float], time: str = "followup_days",
+             event: str = "dead") -> pd.DataFrame:
+    """Kaplan-Meier survival at `times` (days) per unit.
+
+    Returns unit column(s), `time`, `n` (patients in the unit), `n_risk` (still at risk at the time),
+    `n_events` (deaths up to and including the time), `surv`, `lower`, `upper` (95 % CI, log(-log)
+    transformed Greenwood, as lifelines and R survfit(conf.type = "log-log")).
+    """
+    _check(data, [time, event] + _units(unit))
+    times = np.asarray(times, float)
+    rows = []
+    for key, g in _groups(data, unit):
+        kmf = _km(g, time, event)
+        s = kmf.survival_function_at_times(times).to_numpy()
+        ci = kmf.confidence_interval_survival_function_
+        # CI as a step function: value at the last event time <= t
+        idx = np.searchsorted(ci.index.to_numpy(float), times, "right") - 1
+        lo = np.where(idx >= 0, ci.iloc[np.clip(idx, 0, None), 0].to_numpy(), 1.0)
+        hi = np.where(idx >= 0, ci.iloc[np.clip(idx, 0, None), 1].to_numpy(), 1.0)
+        fu = g[time].to_numpy(float)
+        ev = g[event].to_numpy(int)
+        n_risk = np.array([(fu >= t).sum() for t in times])
+        n_ev = np.array([((fu <= t) & (ev == 1)).sum() for t in times])
+        # beyond the last follow-up time: no estimate
+        beyond = times > fu.max()
+        s = np.where(beyond, np.nan, s)
+        lo, hi = np.where(beyond | (s == 0), np.nan, lo), np.where(beyond | (s == 0), np.nan, hi)
+        f = pd.DataFrame({"time": times, "n": len(g), "n_risk": n_risk, "n_events": n_ev,
+                          "surv": s, "lower": lo, "upper": hi})
+        for i, (c, v) in enumerate(zip(_units(unit), key)):
+            f.insert(i, c, v)
+        rows.append(f)
+    return pd.concat(rows, ignore_index=True)
+
+
+def km_curves(data: pd.DataFrame, unit=None, *, step: float = 7.0, max_days: float | None = None,
+              time: str = "followup_days", event: str = "dead") -> pd.DataFrame:
+    """Kaplan-Meier curves per unit on a regular grid (every `step` days), for plotting.
+
+    The grid (not the exact event days) keeps the figure data aggregate. Returns unit column(s), time,
+    surv, lower, upper, n_risk. The curve of a unit stops when fewer than 1 patient is at risk.
+    """
+    mx = float(max_days if max_days is not None else data[time].max())
+    grid = np.arange(0.0, mx + step / 2, step)
+    out = km_table(data, unit, times=grid, time=time, event=event)
+    return out.dropna(subset=["surv"]).drop(columns=["n", "n_events"]).reset_index(drop=True)
+
+
+def complete_followup(data: pd.DataFrame, horizon: float, *, date: str = "fracture_date",
+                      end: str = "end_of_followup") -> pd.Series:
+    """Boolean mask: patients whose potential follow-up reaches `horizon` days (fracture early enough)."""
+    d = pd.to_datetime(data[date])
+    e = pd.to_datetime(data[end])
+    return ((e - d).dt.days >= horizon).to_numpy()
+
+
+def mortality_at(data: pd.DataFrame, unit=None, *, horizons=(30, 90, 365, 1826), time: str = "followup_days",
+                 event: str = "dead") -> pd.DataFrame:
+    """All-cause mortality 1 - KM(h) at each horizon (days) per unit, with 95 % CI (from the KM CI).
+
+    Returns unit column(s), `horizon_days`, `n`, `n_risk`, `deaths` (deaths by the horizon), `mortality`,
+    `lower`, `upper` (proportions). Uses every patient (censored ones contribute until censoring).
+    """
+    km = km_table(data, unit, times=horizons, time=time, event=event)
+    out = km.rename(columns={"time": "horizon_days", "n_events": "deaths"})
+    out["mortality"] = 1 - out["surv"]
+    lo, hi = 1 - out["upper"], 1 - out["lower"]
+    out["lower"], out["upper"] = lo, hi
+    return out.drop(columns=["surv"])[_units(unit) + ["horizon_days", "n", "n_risk", "deaths", "mortality",
+                                                       "lower", "upper"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# risk adjustment
+# ------------------------------------------------------------------------------------------------
+def casemix_frame(data: pd.DataFrame, casemix: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """Case-mix columns ready for modelling: missing categories become their own level "missing",
+    missing numbers are an error. Returns (frame, info) with info["n_missing"] per column."""
+    out = pd.DataFrame(index=data.index)
+    info = {"n_missing": {}}
+    for c in casemix:
+        col = data[c]
+        n_miss = int(col.isna().sum())
+        info["n_missing"][c] = n_miss
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            if n_miss:
+                raise ValueError(f"case-mix column {c!r} has {n_miss} missing values")
+            out[c] = col.astype(float)
+        else:
+            out[c] = col.astype("object").where(col.notna(), "missing").astype(str)
+    return out, info
+
+
+def _formula(casemix, frame) -> str:
+    terms = []
+    for c in casemix:
+        if frame[c].dtype == object:
+            levels = sorted(frame[c].unique())
+            terms.append(f"C({c}, Treatment({levels[0]!r}))")
+        else:
+            terms.append(c)
+    return " + ".join(terms) if terms else "1"
+
+
+def risk_adjusted_mortality(data: pd.DataFrame, unit: str, *, horizon: int = 30,
+                            casemix: Sequence[str] = CASEMIX, outcome: str | None = None,
+                            levels=(0.95, 0.998)) -> tuple[pd.DataFrame, dict]:
+    """Risk-adjusted mortality per unit: observed / expected deaths within `horizon` days.
+
+    Patients with complete potential follow-up to the horizon are used. Expected deaths per patient come
+    from a logistic case-mix model (statsmodels GLM binomial on `casemix`, missing categories as their own
+    level) fitted on all units together. Per unit (via `hipfrac.variation.observed_expected`): observed,
+    expected, n, oe with exact Poisson CI, crude, std_rate (O/E x national mortality, the indirectly
+    standardised mortality) with lower/upper; plus exact binomial funnel limits around the national
+    mortality at the unit's n (`hipfrac.variation.funnel_limits`), and `flag_95` / `flag_99.8`
+    ("high" / "low" / "") when std_rate lies outside them.
+    Returns (frame, info): info has the model's n, AUC-free summary (coefficients), national mortality.
+    """
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    outcome = outcome or {30: "dead_30d", 90: "dead_90d", 365: "dead_1y"}.get(int(horizon))
+    if outcome is None:
+        raise ValueError(f"no 0/1 outcome column for horizon {horizon}; pass outcome=")
+    _check(data, [unit, outcome] + list(casemix))
+    keep = complete_followup(data, horizon)
+    d = data.loc[keep]
+    X, info = casemix_frame(d, casemix)
+    X[outcome] = d[outcome].astype(float).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = smf.glm(f"{outcome} ~ {_formula(casemix, X)}", X, family=sm.families.Binomial()).fit()
+    p = model.predict(X).to_numpy()
+    dd = pd.DataFrame({unit: d[unit].to_numpy(), outcome: X[outcome].to_numpy(), "_p": p})
+    oe = variation.observed_expected(dd, unit, outcome, "_p")
+    national = float(dd[outcome].mean())
+    lim = variation.funnel_limits(oe["n"].round().astype(int), national, levels=levels)
+    for lv in levels:
+        name = f"{100 * lv:.10g}"
+        lo, hi = lim[f"lower_{name}"].to_numpy(), lim[f"upper_{name}"].to_numpy()
+        oe[f"funnel_lower_{name}"], oe[f"funnel_upper_{name}"] = lo, hi
+        oe[f"flag_{name}"] = np.where(oe["std_rate"] > hi, "high", np.where(oe["std_rate"] < lo, "low", ""))
+    oe.insert(1, "horizon_days", int(horizon))
+    info.update(n=int(len(d)), national=national, n_excluded_incomplete=int((~keep).sum()),
+                coefficients=model.params.rename("coef").reset_index().rename(columns={"index": "term"}))
+    return oe, info
+
+
+# ------------------------------------------------------------------------------------------------
+# Cox regression and standardised survival (g-computation)
+# ------------------------------------------------------------------------------------------------
+class CoxModel:
+    """Cox proportional hazards model of all-cause death with a unit (e.g. region) plus case-mix.
+
+        m = CoxModel().fit(cohort, "res_region", casemix=CASEMIX, reference="Helse Sør-Øst")
+        m.summary        # term, coef, se, hr, lower, upper, p (Efron ties; lifelines CoxPHFitter)
+        m.standardised_survival(times=[30, 365])   # g-computation without CIs
+    Times in days; hazard ratios per unit of numeric covariates (age: per year).
+    """
+
+    def __init__(self, penalizer: float = 0.0):
+        self.penalizer = penalizer
+
+    def fit(self, data: pd.DataFrame, unit: str | None, *, casemix: Sequence[str] = CASEMIX,
+            time: str = "followup_days", event: str = "dead", reference=None):
+        from lifelines import CoxPHFitter
+
+        cols = ([unit] if unit else []) + list(casemix)
+        _check(data, cols + [time, event])
+        X, self.casemix_info = casemix_frame(data, cols)
+        self.unit, self.casemix, self.time, self.event = unit, list(casemix), time, event
+        terms = []
+        for c in cols:
+            if X[c].dtype == object:
+                levels = sorted(X[c].unique())
+                ref = reference if (c == unit and reference is not None) else levels[0]
+                if ref not in levels:
+                    raise ValueError(f"reference {ref!r} is not a level of {c!r}: {levels}")
+                terms.append(f"C({c}, Treatment({ref!r}))")
+            else:
+                terms.append(c)
+        self.formula = " + ".join(terms)
+        self.levels_ = sorted(X[unit].unique()) if unit else []
+        X[time] = data[time].to_numpy(float)
+        X[event] = data[event].to_numpy(int)
+        self._X = X
+        self.cph = CoxPHFitter(penalizer=self.penalizer).fit(X, duration_col=time, event_col=event,
+                                                             formula=self.formula,
+                                                             fit_options={"precision": 1e-10})
+        s = self.cph.summary
+        self.summary = pd.DataFrame({
+            "term": s.index.astype(str), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
+            "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
+            "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()}).reset_index(drop=True)
+        return self
+
+    def _baseline_at(self, times) -> np.ndarray:
+        b = self.cph.baseline_cumulative_hazard_
+        t = b.index.to_numpy(float)
+        k = np.searchsorted(t, np.asarray(times, float), "right") - 1
+        return np.where(k >= 0, b.iloc[:, 0].to_numpy()[np.clip(k, 0, None)], 0.0)
+
+    def standardised_survival(self, times: Sequence[float], data: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Mean predicted survival at `times` (days) with every patient set to each unit level in turn."""
+        X = self._X if data is None else data
+        times = np.asarray(times, float)
+        rows = []
+        for lv in self.levels_:
+            Xl = X.copy()
+            Xl[self.unit] = lv
+            # Breslow baseline as a step function (lifelines' predict_* interpolate between event times)
+            H = np.outer(self._baseline_at(times), self.cph.predict_partial_hazard(Xl).to_numpy())
+            rows.append(pd.DataFrame({self.unit: lv, "time": times, "surv": np.exp(-H).mean(axis=1)}))
+        return pd.concat(rows, ignore_index=True)
+
+
+def standardised_survival(data: pd.DataFrame, unit: str, *, times: Sequence[float],
+                          casemix: Sequence[str] = CASEMIX, n_boot: int = 50, seed: int = 1,
+                          time: str = "followup_days", event: str = "dead", level: float = 0.95) -> pd.DataFrame:
+    """Survival curves standardised to the whole cohort's case-mix, per unit (g-computation).
+
+    Fit a Cox model with the unit and case-mix; predict every patient's survival at `times` (days) with
+    the unit set to each level; average over patients. CIs: percentile bootstrap (patients resampled with
+    replacement, model refitted, `n_boot` replicates, `seed`). Returns unit, time, surv, lower, upper,
+    mortality (= 1 - surv).
+    """
+    m = CoxModel().fit(data, unit, casemix=casemix, time=time, event=event)
+    est = m.standardised_survival(times)
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        reps = []
+        n = len(data)
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            b = data.iloc[idx].reset_index(drop=True)
+            try:
+                mb = CoxModel().fit(b, unit, casemix=casemix, time=time, event=event)
+                r = mb.standardised_survival(times, data=m._X)
+            except Exception:  # a replicate lacking a rare level cannot be refitted: skipped, counted
+                continue
+            reps.append(r["surv"].to_numpy() if len(r) == len(est) else np.full(len(est), np.nan))
+        R = np.vstack(reps) if reps else np.full((1, len(est)), np.nan)
+        a = (1 - level) / 2
+        est["lower"] = np.nanquantile(R, a, axis=0)
+        est["upper"] = np.nanquantile(R, 1 - a, axis=0)
+        est["n_boot"] = int(np.isfinite(R[:, 0]).sum())
+    else:
+        est["lower"] = np.nan
+        est["upper"] = np.nan
+        est["n_boot"] = 0
+    est["mortality"] = 1 - est["surv"]
+    return est
