@@ -21,17 +21,20 @@ Dates: day-level differences are in days; `followup_days` adds 0.5 to same-day d
 
 Companion files in `params.cohort_dir`: cohort.parquet, flowchart.parquet, validation_report.parquet,
 validation_report.txt, drops.parquet, coverage.parquet, population.parquet (SSB population aged 50+ by
-year, referral area, sex and 5-year age band: incidence denominators), fingerprint.json.
+year, referral area, sex and 5-year age band: incidence denominators), extracts.parquet (rows read, dropped
+and kept per source: n_read = n_dropped + n_kept), fingerprint.json.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -87,10 +90,20 @@ def _q(name: str) -> str:
 # ================================================================================================
 # dictionary
 # ================================================================================================
+@lru_cache(maxsize=1)
+def _dictionary_text() -> str:
+    return resources.files("hipfrac").joinpath("data/cohort_dictionary.yaml").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _dictionary() -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(_dictionary_text(), Loader=loader)["columns"]
+
+
 def dictionary() -> dict:
     """The cohort data dictionary (lib/hipfrac/data/cohort_dictionary.yaml): column -> spec dict."""
-    text = resources.files("hipfrac").joinpath("data/cohort_dictionary.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)["columns"]
+    return copy.deepcopy(_dictionary())
 
 
 def dictionary_markdown() -> str:
@@ -115,7 +128,7 @@ def dictionary_markdown() -> str:
               "n_excluded + n_out), `validation_report.parquet` / `.txt` (problems found in the extracts), "
               "`drops.parquet` (every removed record with its reason), `coverage.parquet` (NHFR coverage "
               "against NPR per hospital and year), `population.parquet` (SSB population aged 50+ by year, "
-              "referral area, sex and 5-year age band).", ""]
+              "referral area, sex and 5-year age band), `extracts.parquet` (rows read, dropped and kept per source).", ""]
     return "\n".join(lines)
 
 
@@ -160,7 +173,7 @@ def fingerprint(params) -> dict:
             "synth_format": params.synth.format, "files": files, "code": h.hexdigest()[:16]}
 
 
-COMPANIONS = ("flowchart", "validation_report", "drops", "coverage", "population")
+COMPANIONS = ("flowchart", "validation_report", "drops", "coverage", "population", "extracts")
 
 
 def _is_current(params) -> bool:
@@ -198,7 +211,8 @@ def load(params) -> pd.DataFrame:
 
 
 def load_companion(params, name: str) -> pd.DataFrame:
-    """A companion table of the cached cohort: flowchart, validation_report, drops, coverage, population."""
+    """A companion table of the cached cohort: flowchart, validation_report, drops, coverage, population,
+    extracts."""
     if name not in COMPANIONS:
         raise KeyError(f"unknown companion {name!r}; companions are {', '.join(COMPANIONS)}")
     path = params.cohort_dir / f"{name}.parquet"
@@ -274,6 +288,7 @@ class _Builder:
         self.report = ValidationReport()
         self.drops = DropLog()
         self.extracts: dict[str, ingest.Extract] = {}
+        self.sources: list[dict] = []
         self._t = time.perf_counter()
 
     def close(self):
@@ -302,8 +317,11 @@ class _Builder:
         cohort = self.derive()
         self.log("derived variables")
         population = self.population()
+        extracts = pd.DataFrame(self.sources, columns=["source", "file", "format", "n_read", "n_dropped",
+                                                       "n_kept"])
         return {"cohort": cohort, "flowchart": flow, "validation_report": self.report.table(),
-                "drops": self.drops.table(), "coverage": coverage, "population": population}
+                "drops": self.drops.table(), "coverage": coverage, "population": population,
+                "extracts": extracts}
 
     # -------------------------------------------------------------------------------------------
     def read_and_validate(self):
@@ -370,6 +388,9 @@ class _Builder:
             self._specific_checks(name, v)
             v.duplicates(list(spec.key), action="drop")
             n_drop = v.apply(self.drops, stage="validation")
+            n_kept = self.scalar(f"SELECT count(*) FROM {typed}")
+            self.sources.append({"source": name, "file": str(ext.path), "format": ext.format,
+                                 "n_read": ext.n_rows, "n_dropped": n_drop, "n_kept": int(n_kept)})
             self.log(f"{name}: {ext.n_rows} rows read, {n_drop} dropped")
             con.execute(f"DROP TABLE {ext.table}")
         self.report.raise_if_fatal()

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-__all__ = ["Extract", "IngestError", "SQL_TYPES", "detect_format", "read_frame", "register", "typed_expr",
+__all__ = ["Extract", "IngestError", "SQL_TYPES", "cast_frame", "detect_format", "read_frame", "register", "typed_expr",
            "typed_select"]
 
 SUFFIX_FORMAT = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -252,9 +252,15 @@ def read_frame(sf, types: dict[str, str] | None = None, name: str = "extract") -
         df = con.execute(f"SELECT {sel} FROM {ext.table} ORDER BY _row").df()
     finally:
         con.close()
+    return cast_frame(df, types)
+
+
+def cast_frame(df: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """pandas dtypes of contract types: string, Int64, float64, boolean, datetime64[ns] (dates at midnight)."""
+    df = df.copy()
     for col, typ in types.items():
         if typ in ("date", "datetime"):
-            df[col] = pd.to_datetime(df[col])
+            df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
         else:
             df[col] = df[col].astype(_PD_TYPES[typ])
     return df
