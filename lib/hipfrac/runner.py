@@ -53,6 +53,10 @@ def run_notebook(notebook: str | Path, params_file: str | Path) -> int:
               f"The partly executed notebook is in {failed / nb.name}; "
               f"previous outputs in {final} are untouched.", file=sys.stderr)
         return 1
+    if any(tmp.iterdir()) and not any(tmp.glob("**/outputs.json")):
+        # Exporter.finish() writes outputs.json (the notebook's manifest piece and XLSX workbook)
+        print(f"warning: {nb.name} wrote outputs but never called out.finish(): its workbook and "
+              f"manifest piece are missing", file=sys.stderr)
     old = run_dir / f".old-{nb.stem}-{os.getpid()}"
     if final.exists():
         final.rename(old)
