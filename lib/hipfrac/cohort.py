@@ -10,7 +10,8 @@ Steps (all heavy work in DuckDB SQL, out of core, so national NPR extracts fit o
    file, column and rows; rows with warnings are kept, cleaned (bad value -> missing) or dropped, each
    drop counted with its reason (drops.parquet).
 2. Fracture events. NPR stays with main diagnosis S72.0-S72.2 are grouped per person into fractures (a stay
-   starting `new_fracture_gap_days` or more after the previous stay starts a new fracture). Each NHFR
+   starting `new_fracture_gap_days` or more after the previous stay starts a new fracture; so does an
+   operated stay (NCSP NFB*/NFJ*) when an earlier operated stay lies within that gap: the other hip). Each NHFR
    primary operation is matched to the NPR fracture of the same person starting within
    `match_window_days` of the NHFR admission (closest, one-to-one): source = both / nhfr_only / npr_only.
 3. Coverage of NHFR against NPR per hospital and year (coverage.parquet).
@@ -398,14 +399,26 @@ class _Builder:
 
     def _specific_checks(self, name: str, v: Validator):
         if name == "nhfr_operations":
-            v.check("surgery_datetime IS NOT NULL AND fracture_datetime IS NOT NULL "
-                    "AND surgery_datetime < fracture_datetime", "impossible order: surgery before fracture",
-                    "surgery_datetime", action="keep",
-                    detail="hours from fracture to surgery set missing")
-            v.check("surgery_datetime IS NOT NULL AND admission_datetime IS NOT NULL "
-                    "AND surgery_datetime < admission_datetime - INTERVAL 1 DAY",
+            before_fx = ("surgery_datetime < coalesce(fracture_datetime, "
+                         "admission_datetime - INTERVAL 1 DAY)")
+            v.check(f"surgery_datetime IS NOT NULL AND {before_fx}",
+                    "impossible order: surgery before fracture", "surgery_datetime", action="keep",
+                    detail="hours to surgery set missing (fracture time unknown: more than a day before "
+                           "admission)")
+            v.check(f"surgery_datetime IS NOT NULL AND admission_datetime IS NOT NULL "
+                    f"AND surgery_datetime < admission_datetime - INTERVAL 1 DAY AND NOT ({before_fx})",
                     "impossible order: surgery more than a day before admission", "surgery_datetime",
                     action="keep", detail="hours from admission to surgery set missing")
+            for col in ("asa", "cognitive"):
+                v.check(f"{col} IS NULL", "missing value (optional column)", col, action="keep")
+            self.con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE dupform_{name} AS SELECT _row FROM (
+                  SELECT _row, row_number() OVER (PARTITION BY person_id, op_kind, hospital, side,
+                                                  surgery_datetime ORDER BY _row) AS k
+                  FROM t_{name} WHERE surgery_datetime IS NOT NULL AND person_id IS NOT NULL) WHERE k > 1""")
+            v.check(f"_row IN (SELECT _row FROM dupform_{name})",
+                    "duplicate form (same person, operation kind, hospital, side and surgery time)", "op_id",
+                    action="drop", detail="registered twice under another op_id; the first is kept")
             v.check("admission_datetime IS NOT NULL AND fracture_datetime IS NOT NULL "
                     "AND admission_datetime < fracture_datetime - INTERVAL 1 DAY",
                     "impossible order: admission more than a day before fracture", "admission_datetime",
@@ -454,6 +467,10 @@ class _Builder:
                                      ROWS UNBOUNDED PRECEDING) AS ev_no
             FROM (SELECT *, CASE WHEN lag(admission_date) OVER w IS NULL
                        OR date_diff('day', lag(admission_date) OVER w, admission_date) >= {c.new_fracture_gap_days}
+                       OR (operated AND coalesce(max(CAST(operated AS INTEGER)) OVER (
+                             PARTITION BY person_id ORDER BY admission_date
+                             RANGE BETWEEN INTERVAL {c.new_fracture_gap_days} DAY PRECEDING
+                                       AND INTERVAL 1 DAY PRECEDING), 0) = 1)
                        THEN 1 ELSE 0 END AS new
                   FROM npr_hip WINDOW w AS (PARTITION BY person_id ORDER BY admission_date, episode_id))""")
         self.sql("""
