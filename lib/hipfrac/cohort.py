@@ -521,7 +521,7 @@ class _Builder:
 
     # -------------------------------------------------------------------------------------------
     def coverage(self) -> pd.DataFrame:
-        """NHFR coverage against NPR per treating hospital and year (fractures in the study period).
+        """NHFR coverage against NPR per treating hospital and year (all fracture years in the extracts).
 
         NPR-only fractures count when operated (NCSP NFB*/NFJ*), the register's scope. Coverage =
         (nhfr_only + both) / (npr_only + nhfr_only + both) (the union-based formula of the national
@@ -533,8 +533,7 @@ class _Builder:
                    count(*) FILTER (WHERE source = 'nhfr_only') AS n_nhfr_only,
                    count(*) FILTER (WHERE source = 'npr_only') AS n_npr_only
             FROM events
-            WHERE fracture_date BETWEEN DATE '{c.period_start}' AND DATE '{c.period_end}'
-              AND hospital IS NOT NULL AND (source <> 'npr_only' OR operated OR NOT {c.npr_require_surgery})
+            WHERE hospital IS NOT NULL AND (source <> 'npr_only' OR operated OR NOT {c.npr_require_surgery})
             GROUP BY ALL ORDER BY hospital, year""").df()
         df = df.astype({"year": "int64", "n_both": "int64", "n_nhfr_only": "int64", "n_npr_only": "int64"})
         df["n_total"] = df["n_both"] + df["n_nhfr_only"] + df["n_npr_only"]
