@@ -1,0 +1,175 @@
+"""Figures of notebook 00 (data and cohort): flowchart, coverage, registrations, completeness, incidence.
+
+Every function takes tidy aggregate frames (from hipfrac.cohort companions, hipfrac.coverage and
+hipfrac.incidence, already disclosure-checked where counts are shown) and returns a matplotlib Figure.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hipfrac import geography
+from hipfrac.figures import style
+
+__all__ = ["completeness_heatmap", "coverage_dotplot", "coverage_heatmap", "flowchart_figure",
+           "incidence_dotplot", "registrations_heatmap"]
+
+REGION_COLOURS = dict(zip(geography.REGIONS, style.PALETTE))
+
+
+def _fmt(n) -> str:
+    return "<5" if n is None or (isinstance(n, float) and np.isnan(n)) else f"{int(n):,}".replace(",", " ")
+
+
+def flowchart_figure(flow: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Vertical flowchart: a box with the count entering each step, exclusions to the right.
+
+    flow: step, label, n_in, n_excluded, n_out (steps excluding nobody are folded into one note)."""
+    style.apply()
+    shown = flow[flow["n_excluded"].fillna(1) != 0].reset_index(drop=True)
+    k = len(shown)
+    fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.12 * (k + 2)))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-(k + 1), 1)
+    box = dict(boxstyle="round,pad=0.4", fc="white", ec="0.3", lw=0.8)
+    ex_box = dict(boxstyle="round,pad=0.3", fc="#F2F2F2", ec="0.5", lw=0.6)
+    ax.text(0.25, 0, f"Hip fracture events in the extracts\nn = {_fmt(flow['n_in'].iloc[0])}", ha="center",
+            va="center", bbox=box)
+    for i, r in shown.iterrows():
+        y = -(i + 1)
+        ax.annotate("", xy=(0.25, y + 0.3), xytext=(0.25, y + 0.7),
+                    arrowprops=dict(arrowstyle="-|>", color="0.3", lw=0.8))
+        ax.plot([0.25, 0.5], [y + 0.5, y + 0.5], color="0.5", lw=0.6)
+        label = "\n".join(textwrap.wrap(str(r["label"]), 60))
+        ax.text(0.52, y + 0.5, f"Excluded: {label}\nn = {_fmt(r['n_excluded'])}", ha="left", va="center",
+                bbox=ex_box, fontsize=6.5)
+        last = i == k - 1
+        text = f"Analysis cohort (index fractures)\nn = {_fmt(r['n_out'])}" if last else f"n = {_fmt(r['n_out'])}"
+        ax.text(0.25, y, text, ha="center", va="center", bbox=box)
+    skipped = flow[flow["n_excluded"] == 0]["label"].tolist()
+    if skipped:
+        ax.text(0.0, -(k + 0.8), "No exclusions: " + "; ".join(skipped), fontsize=5.5, color="0.4",
+                ha="left", va="center", wrap=True)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def coverage_dotplot(cov: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Coverage per hospital (one dot each, sorted, coloured by region) with the 60 %, 80 % and 90 % lines.
+
+    cov: hospital-level coverage (hipfrac.coverage.coverage_table(..., by=["hospital"], names=...)) with
+    hospital_name (or hospital), region, coverage."""
+    style.apply()
+    d = cov.dropna(subset=["coverage"]).sort_values("coverage").reset_index(drop=True)
+    name = d["hospital_name"] if "hospital_name" in d else d["hospital"]
+    fig, ax = plt.subplots(figsize=style.figsize("onehalf", aspect=0.03 * len(d) + 0.3))
+    colours = [REGION_COLOURS.get(r, style.GREY) for r in d.get("region", pd.Series([None] * len(d)))]
+    ax.scatter(d["coverage"] * 100, np.arange(len(d)), c=colours, s=14, zorder=3)
+    for x, lab, ls in ((60, "60 % (low coverage)", ":"), (80, "80 %", "--"), (90, "90 %", "-")):
+        ax.axvline(x, color="0.4", lw=0.7, ls=ls)
+        ax.text(x, len(d) - 0.3, lab, rotation=90, fontsize=5.5, ha="right", va="top", color="0.3")
+    ax.set_yticks(np.arange(len(d)), name, fontsize=5.5)
+    ax.set_xlabel("NHFR coverage against NPR (%)")
+    ax.set_xlim(min(40, float(d["coverage"].min() * 100) - 5), 101)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=r) for r, c in REGION_COLOURS.items()]
+    ax.legend(handles=handles, loc="lower right", fontsize=6)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def coverage_heatmap(cov: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Coverage by hospital (rows) and year (columns); cells under 60 % marked with a dot.
+
+    cov: hospital x year coverage (hipfrac.coverage.coverage_table(..., by=["hospital", "year"]))."""
+    style.apply()
+    name = "hospital_name" if "hospital_name" in cov else "hospital"
+    wide = cov.pivot_table(index=name, columns="year", values="coverage", aggfunc="first").sort_index()
+    fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.15))
+    im = ax.imshow(wide.to_numpy(float) * 100, aspect="auto", cmap=style.SEQUENTIAL_CMAP, vmin=40, vmax=100)
+    low = np.argwhere(wide.to_numpy(float) < 0.6)
+    if len(low):
+        ax.scatter(low[:, 1], low[:, 0], marker="o", s=6, color="white", edgecolors="black", lw=0.3,
+                   label="< 60 %")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1), fontsize=6)
+    ax.set_yticks(np.arange(len(wide)), wide.index, fontsize=5)
+    ax.set_xticks(np.arange(wide.shape[1]), wide.columns, rotation=90, fontsize=6)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="coverage (%)", shrink=0.6)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def registrations_heatmap(reg: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Index fractures per hospital (rows) and year (columns); suppressed cells (missing) grey.
+
+    reg: hospital (or hospital_name), year, n (already disclosure-checked)."""
+    style.apply()
+    name = "hospital_name" if "hospital_name" in reg else "hospital"
+    wide = reg.pivot_table(index=name, columns="year", values="n", aggfunc="first", dropna=False).sort_index()
+    vals = wide.to_numpy(float)
+    fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.15))
+    cmap = plt.get_cmap(style.SEQUENTIAL_CMAP).copy()
+    cmap.set_bad("#DDDDDD")
+    im = ax.imshow(np.ma.masked_invalid(vals), aspect="auto", cmap=cmap)
+    ax.set_yticks(np.arange(len(wide)), wide.index, fontsize=5)
+    ax.set_xticks(np.arange(wide.shape[1]), wide.columns, rotation=90, fontsize=6)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="index hip fractures", shrink=0.6)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def completeness_heatmap(comp: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Completeness (% recorded) by hospital (rows) and variable (columns).
+
+    comp: hipfrac.coverage.completeness(...) output (hospital, variable, complete)."""
+    style.apply()
+    order = list(dict.fromkeys(comp["variable"]))
+    wide = comp.pivot_table(index="hospital", columns="variable", values="complete", aggfunc="first")
+    wide = wide[order].sort_index()
+    fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.2))
+    im = ax.imshow(wide.to_numpy(float) * 100, aspect="auto", cmap=style.SEQUENTIAL_CMAP, vmin=80, vmax=100)
+    ax.set_yticks(np.arange(len(wide)), wide.index, fontsize=5)
+    ax.set_xticks(np.arange(wide.shape[1]), wide.columns, rotation=60, ha="right", fontsize=6)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="recorded (%); below 80 % shown as 80", shrink=0.6)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def incidence_dotplot(rates: pd.DataFrame, unit: str = "referral_area", region: pd.Series | None = None,
+                      national: float | None = None, title: str = "") -> plt.Figure:
+    """Standardised incidence per 100,000 per area with 95 % intervals, sorted, coloured by region.
+
+    rates: hipfrac.incidence.standardised_incidence output (unit, std_rate, lower, upper).
+    region: unit -> region mapping for colours (default: the referral areas' regions)."""
+    style.apply()
+    d = rates.sort_values("std_rate").reset_index(drop=True)
+    if region is None:
+        region = geography.referral_areas().set_index("referral_area")["region"]
+    reg = d[unit].map(region) if unit != "res_region" else d[unit]
+    colours = [REGION_COLOURS.get(r, style.GREY) for r in reg]
+    fig, ax = plt.subplots(figsize=style.figsize("onehalf", aspect=0.04 * len(d) + 0.25))
+    y = np.arange(len(d))
+    ax.errorbar(d["std_rate"], y, xerr=[d["std_rate"] - d["lower"], d["upper"] - d["std_rate"]], fmt="none",
+                ecolor="0.5", lw=0.7, zorder=2)
+    ax.scatter(d["std_rate"], y, c=colours, s=16, zorder=3)
+    if national is not None:
+        ax.axvline(national, color="0.3", ls="--", lw=0.7, label="Norway")
+    ax.set_yticks(y, d[unit])
+    ax.set_xlabel("hip fractures per 100,000 person-years (age 50+, age- and sex-standardised)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=r) for r, c in REGION_COLOURS.items()]
+    ax.legend(handles=handles, loc="lower right", fontsize=6)
+    if title:
+        ax.set_title(title)
+    return fig
