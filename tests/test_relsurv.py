@@ -130,8 +130,8 @@ def test_constant_hazard_net_survival_exact():
 
 def test_duration_definition():
     c = pd.DataFrame({"start": [0, 365, 730, 1095], "stop": [365, 730, 1095, 1460],
-                      "exact_lower": [0.5, 0.1, -0.1, -0.2], "exact_upper": [0.9, 0.3, 0.1, 0.2]})
+                      "lower": [0.5, 0.1, -0.1, -0.2]})
     assert rs.duration_of_excess(c) == (pytest.approx(730 / rs.DAYS_PER_YEAR), False)
-    c.loc[3, "exact_lower"] = 0.01
+    c.loc[3, "lower"] = 0.01
     dur, cens = rs.duration_of_excess(c)
     assert cens and dur == pytest.approx(1460 / rs.DAYS_PER_YEAR)

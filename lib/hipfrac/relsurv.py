@@ -66,6 +66,8 @@ __all__ = [
     "poisson_ci",
     "ExcessHazardFitter",
     "excess_hazard_curve",
+    "net_excess_hazard",
+    "DURATION_DEFINITION",
     "duration_of_excess",
     "bootstrap_duration",
     "benchmark_colrec",
@@ -238,78 +240,82 @@ def cumulative_expected_hazard(data: pd.DataFrame, *, at, age="age", sex="sex", 
 _ORDER = 18
 
 
-def _risk_set_sums(seg: _Segments, fu: np.ndarray, times: np.ndarray, block: float, need_exp: bool):
-    """For every t_j in `times` (sorted unique, containing every fu_i):
-    A_j = sum_{fu_i >= t_j} exp(Lambda_i(t_j)),  L_j = sum_{fu_i >= t_j} Lambda_i(t_j).
-    Pieces must not straddle multiples of `block` (days)."""
-    nt = len(times)
-    i0 = np.searchsorted(times, seg.start, "left")
-    i1 = np.searchsorted(times, seg.stop, "left")
-    live = i1 > i0
-    i0, i1 = i0[live], i1[live]
-    lam, start, cum0 = seg.lam[live], seg.start[live], seg.cum0[live]
-    # end point contributions (t_j == fu_i), accounted for separately
-    j_end = np.searchsorted(times, fu, "left")
-    # linear accumulator: Lambda_i(t) = (cum0 - lam*start) + lam*t
-    a = cum0 - lam * start
-    lin0 = np.bincount(i0, a, nt + 1) - np.bincount(i1, a, nt + 1)
-    lin1 = np.bincount(i0, lam, nt + 1) - np.bincount(i1, lam, nt + 1)
-    L = np.cumsum(lin0)[:nt] + times * np.cumsum(lin1)[:nt] + np.bincount(j_end, seg.cum_end, nt)
-    if not need_exp:
-        return None, L
-    edges_idx = np.floor(start / block + 1e-9).astype(np.int64)
-    g = edges_idx * block
-    c = np.exp(cum0 + lam * (g - start))            # exp(Lambda) extrapolated to the block origin g
-    x = lam * block                                  # scaled rate: exp(lam (t-g)) = exp(x u), u in [0, 1]
-    coef = np.empty((_ORDER + 1, nt))
-    term = c.copy()
-    for m in range(_ORDER + 1):
-        if m > 0:
-            term = term * x / m
-        coef[m] = (np.bincount(i0, term, nt + 1) - np.bincount(i1, term, nt + 1)).cumsum()[:nt]
-    t_block = np.floor(times / block + 1e-9)
-    u = times / block - t_block
-    # Horner
-    acc = coef[_ORDER].copy()
-    for m in range(_ORDER - 1, -1, -1):
-        acc = acc * u + coef[m]
-    A = acc + np.bincount(j_end, np.exp(seg.cum_end), nt)
-    return A, L
+class _NetSurvivalPrep:
+    """Everything about a cohort that does not depend on patient weights: the distinct times, each
+    patient's pieces of constant population hazard, their time-index ranges and Taylor coefficients.
+    `estimate(w, method)` then costs a few weighted bincounts (used for bootstrap replicates: w = the
+    patients' resampling counts)."""
 
+    def __init__(self, fu, ev, age, sex_idx, yr, lt: LifeTable, block: float = DAYS_PER_YEAR):
+        self.fu, self.ev = fu, ev
+        self.times, self.inv = np.unique(fu, return_inverse=True)
+        nt = self.nt = len(self.times)
+        seg = _segments(fu, age, yr, sex_idx, lt, cut_every=block)
+        i0 = np.searchsorted(self.times, seg.start, "left")
+        i1 = np.searchsorted(self.times, seg.stop, "left")
+        live = i1 > i0
+        self.i0, self.i1, self.pid = i0[live], i1[live], seg.ind[live]
+        lam, start, cum0 = seg.lam[live], seg.start[live], seg.cum0[live]
+        self.cum_end = seg.cum_end
+        # linear accumulator: Lambda_i(t) = (cum0 - lam*start) + lam*t
+        self.lin_a, self.lin_b = cum0 - lam * start, lam
+        g = np.floor(start / block + 1e-9) * block
+        self.c = np.exp(cum0 + lam * (g - start))     # exp(Lambda) extrapolated to the block origin g
+        self.x = lam * block                           # exp(lam (t - g)) = exp(x u), u = (t - g)/block in [0, 1)
+        self.u = self.times / block - np.floor(self.times / block + 1e-9)
+        self._nt1 = nt + 1
 
-def _block_for(fu) -> float:
-    return DAYS_PER_YEAR
+    def _range_sum(self, vals):
+        """sum over pieces active at each t_j (start <= t_j < stop) of vals, via a difference array."""
+        n1 = self._nt1
+        return (np.bincount(self.i0, vals, n1) - np.bincount(self.i1, vals, n1)).cumsum()[: self.nt]
+
+    def estimate(self, w=None, method="pohar-perme"):
+        """Net survival at every distinct time: (times, surv, se_log, n_risk, n_event), weights w."""
+        method = method.lower().replace("_", "-")
+        if method not in ("pohar-perme", "ederer2"):
+            raise ValueError(f"method must be 'pohar-perme' or 'ederer2', got {method!r}")
+        nt, inv, ev = self.nt, self.inv, self.ev
+        w = np.ones(len(self.fu)) if w is None else np.asarray(w, float)
+        n_event = np.bincount(inv, w * ev, nt)
+        n_risk = np.bincount(inv, w, nt)[::-1].cumsum()[::-1]
+        wp = w[self.pid]
+        if method == "ederer2":
+            L = (self._range_sum(wp * self.lin_a) + self.times * self._range_sum(wp * self.lin_b)
+                 + np.bincount(inv, w * self.cum_end, nt))
+            out_l = np.bincount(inv, w * self.cum_end, nt)
+            Lprev = np.r_[0.0, L[:-1] - out_l[:-1]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                haz = (n_event - (L - Lprev)) / n_risk
+                var = np.cumsum(np.where(n_risk > 0, n_event / n_risk ** 2, 0.0))
+        else:
+            term = wp * self.c
+            acc = None
+            coefs = []
+            for m in range(_ORDER + 1):
+                if m > 0:
+                    term = term * self.x / m
+                coefs.append(self._range_sum(term))
+            acc = coefs[_ORDER].copy()
+            for m in range(_ORDER - 1, -1, -1):          # Horner in u
+                acc = acc * self.u + coefs[m]
+            w_end = np.exp(self.cum_end)
+            A = acc + np.bincount(inv, w * w_end, nt)      # sum_{R_j} 1/S_i(t_j)
+            out_w = np.bincount(inv, w * w_end, nt)
+            B = np.r_[n_risk[0], A[:-1] - out_w[:-1]]      # sum_{R_j} 1/S_i(t_{j-1})
+            dn_w = np.bincount(inv, w * ev * w_end, nt)
+            dn_w2 = np.bincount(inv, w * ev * w_end ** 2, nt)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ok = A > 0
+                haz = np.where(ok, dn_w / A - np.log(A / B), 0.0)
+                var = np.cumsum(np.where(ok, dn_w2 / A ** 2, 0.0))
+        surv = np.cumprod(1.0 - np.nan_to_num(haz))
+        return self.times, surv, np.sqrt(var), n_risk, n_event
 
 
 def _net_survival_core(fu, ev, age, sex_idx, yr, lt: LifeTable, method: str):
     """Net survival at every distinct time. Returns times, surv, se_log, n_risk, n_event."""
-    method = method.lower().replace("_", "-")
-    if method not in ("pohar-perme", "ederer2"):
-        raise ValueError(f"method must be 'pohar-perme' or 'ederer2', got {method!r}")
-    times, inv = np.unique(fu, return_inverse=True)
-    nt = len(times)
-    n_event = np.bincount(inv, ev, nt)
-    n_out = np.bincount(inv, minlength=nt).astype(float)
-    n_risk = n_out[::-1].cumsum()[::-1]
-    block = _block_for(fu)
-    seg = _segments(fu, age, yr, sex_idx, lt, cut_every=block)
-    pp = method == "pohar-perme"
-    A, L = _risk_set_sums(seg, fu, times, block, need_exp=pp)
-    if pp:
-        w_end = np.exp(seg.cum_end)
-        out_w = np.bincount(inv, w_end, nt)           # sum over those leaving at t_j of 1/S_i(t_j)
-        B = np.r_[n_risk[0], A[:-1] - out_w[:-1]]     # risk set at t_j evaluated at t_{j-1}
-        dn_w = np.bincount(inv, ev * w_end, nt)
-        dn_w2 = np.bincount(inv, ev * w_end ** 2, nt)
-        haz = dn_w / A - np.log(A / B)
-        var = np.cumsum(dn_w2 / A ** 2)
-    else:
-        out_l = np.bincount(inv, seg.cum_end, nt)
-        Lprev = np.r_[0.0, L[:-1] - out_l[:-1]]
-        haz = (n_event - (L - Lprev)) / n_risk
-        var = np.cumsum(n_event / n_risk ** 2)
-    surv = np.cumprod(1.0 - haz)
-    return times, surv, np.sqrt(var), n_risk, n_event
+    return _NetSurvivalPrep(fu, ev, age, sex_idx, yr, lt).estimate(None, method)
 
 
 def _at_times(times, values: dict, at) -> dict:
@@ -583,14 +589,63 @@ def aggregate_split(split: pd.DataFrame, by) -> pd.DataFrame:
             .sum().reset_index())
 
 
+#: Definition used throughout the project (code, notebook and report).
+DURATION_DEFINITION = (
+    "Duration of excess mortality: the start of the earliest interval of time since fracture from which on "
+    "the marginal net excess hazard (from Pohar Perme net survival: -log(NS(b)/NS(a))/(b-a) per "
+    "person-year on each interval [a, b)) is no longer distinguishable from zero, i.e. the lower limit of "
+    "its 95 % confidence interval is at or below 0 in that and every later interval. When excess is still "
+    "detectable in the last interval, the duration is censored at the end of that interval (flag "
+    "`censored`). The CI of the duration is a percentile bootstrap over patients."
+)
+
+
+def _interval_excess(times, surv, se, breaks) -> pd.DataFrame:
+    """Net excess hazard per interval from a net survival step function (times in days)."""
+    breaks = np.asarray(breaks, float)
+    k = np.searchsorted(times, breaks, "right") - 1
+    S = np.where(k >= 0, surv[np.clip(k, 0, None)], 1.0)
+    V = np.where(k >= 0, se[np.clip(k, 0, None)] ** 2, 0.0)
+    width_y = np.diff(breaks) / DAYS_PER_YEAR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.log(S[:-1] / S[1:]) / width_y
+        sd = np.sqrt(np.maximum(V[1:] - V[:-1], 0.0)) / width_y
+    return pd.DataFrame({"start": breaks[:-1], "stop": breaks[1:], "excess_rate": rate, "se": sd,
+                         "lower": rate - Z95 * sd, "upper": rate + Z95 * sd})
+
+
+def net_excess_hazard(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str, year: str, lifetable,
+                      breaks, method: str = "pohar-perme") -> pd.DataFrame:
+    """Marginal net excess hazard per interval of time since fracture (per person-year).
+
+    From the net survival curve NS (Pohar Perme by default): on [a, b) days, excess_rate =
+    log(NS(a)/NS(b)) / (b - a) with b - a in years; se from the increment of Var(log NS) (independent
+    martingale increments); 95 % CI rate +- 1.96 se. Columns: start, stop (days), start_years,
+    excess_rate, se, lower, upper, n_risk (at the interval start), n_events (deaths in the interval).
+    Intervals beyond the last follow-up time are dropped.
+    """
+    lt, fu, ev, a, s, y = _prepare(data, time, event, age, sex, year, lifetable)
+    t, surv, se, n_risk, n_event = _NetSurvivalPrep(fu, ev, a, s, y, lt).estimate(None, method)
+    out = _interval_excess(t, surv, se, breaks)
+    out["start_years"] = out["start"] / DAYS_PER_YEAR
+    srt = np.sort(fu)
+    out["n_risk"] = len(fu) - np.searchsorted(srt, out["start"].to_numpy(), "left")
+    cum = np.r_[0.0, np.cumsum(n_event)]
+    k = lambda x: np.searchsorted(t, x, "left")  # noqa: E731
+    out["n_events"] = (cum[k(out["stop"].to_numpy())] - cum[k(out["start"].to_numpy())]).astype(int)
+    out = out[out["start"] < fu.max()].reset_index(drop=True)
+    return out[["start", "stop", "start_years", "n_risk", "n_events", "excess_rate", "se", "lower", "upper"]]
+
+
 def excess_hazard_curve(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str, year: str,
                         lifetable, breaks) -> pd.DataFrame:
-    """Marginal excess hazard by interval of time since fracture (piecewise-constant, per person-year).
+    """Crude excess hazard among those still alive, by interval of time since fracture (per person-year):
+    Dickman's interval-specific Poisson model without covariates, excess_rate = (d - d*)/y.
 
-    Per interval [start, stop) days: person_years, observed, expected, excess_rate = (d - d*)/y per
-    person-year, its 95 % CI from the Poisson model with d* fixed (Dickman's interval-specific model
-    without covariates: the ML estimate of the excess rate is (d - d*)/y, SE sqrt(d)/y), and the exact
-    Poisson CI translated ((d_lo - d*)/y, (d_hi - d*)/y) in `exact_lower`, `exact_upper`.
+    Columns: band, start, stop (days), person_years, observed, expected, excess_rate, se (sqrt(d)/y),
+    lower, upper (normal), exact_lower, exact_upper (exact Poisson CI on d, minus d*, over y).
+    Differs from `net_excess_hazard` (the marginal net hazard of everyone at baseline) when patients'
+    relative risks differ: survivors are selected towards lower risk.
     """
     sp = split_followup(data, breaks, time=time, event=event, age=age, sex=sex, year=year,
                         lifetable=lifetable)
@@ -608,25 +663,16 @@ def excess_hazard_curve(data: pd.DataFrame, *, time: str, event: str, age: str, 
     return agg
 
 
-#: Definition used throughout the project (code, notebook and report).
-DURATION_DEFINITION = (
-    "Duration of excess mortality: the start of the earliest interval of time since fracture from which "
-    "on the 95 % confidence interval of the excess hazard (observed minus expected deaths per person-year, "
-    "exact Poisson CI on the observed count) includes 0 in that and every later interval. If the excess "
-    "hazard is distinguishable from 0 up to the last interval, the duration is censored at the end of "
-    "follow-up (reported as the last interval's end, flagged `censored`)."
-)
-
-
-def duration_of_excess(curve: pd.DataFrame, lower="exact_lower", upper="exact_upper") -> tuple[float, bool]:
-    """Duration (years) from an `excess_hazard_curve` frame, by DURATION_DEFINITION.
-
-    Returns (duration_years, censored): censored = True when excess is still present at the last interval.
-    """
+def duration_of_excess(curve: pd.DataFrame, lower: str = "lower") -> tuple[float, bool]:
+    """Duration (years) of excess mortality from an interval excess-hazard frame (columns start, stop in
+    days and `lower`), by DURATION_DEFINITION: the start of the earliest interval from which on every
+    interval's lower 95 % limit is <= 0. Returns (duration_years, censored)."""
     c = curve.sort_values("start").reset_index(drop=True)
-    includes0 = ((c[lower] <= 0) & (c[upper] >= 0)).to_numpy()
-    # earliest k with includes0[k:] all True
-    tail_ok = np.flip(np.cumprod(np.flip(includes0)).astype(bool))
+    c = c[np.isfinite(c[lower])]
+    if c.empty:
+        return float("nan"), True
+    null = (c[lower] <= 0).to_numpy()
+    tail_ok = np.flip(np.cumprod(np.flip(null)).astype(bool))
     if not tail_ok.any():
         return float(c["stop"].iloc[-1] / DAYS_PER_YEAR), True
     k = int(np.argmax(tail_ok))
@@ -635,59 +681,42 @@ def duration_of_excess(curve: pd.DataFrame, lower="exact_lower", upper="exact_up
 
 def bootstrap_duration(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str, year: str,
                        lifetable, breaks, n_boot: int = 200, seed: int = 1, level: float = 0.95,
-                       by=None) -> pd.DataFrame:
-    """Duration of excess mortality with a percentile bootstrap CI (patients resampled with replacement).
+                       by=None, method: str = "pohar-perme") -> pd.DataFrame:
+    """Duration of excess mortality (DURATION_DEFINITION) with a percentile bootstrap CI.
 
-    The patients' interval contributions (person-years, deaths, expected deaths) are computed once; each
-    bootstrap replicate re-weights them by the patients' resampling counts, so a replicate costs a
-    weighted sum, not a new life-table integration. Returns per `by` group: `duration_years`, `censored`,
-    `lower`, `upper`, `n_boot`, `share_censored` (share of replicates where excess lasted to the end).
+    Patients are resampled with replacement; a replicate re-weights the patients by their resampling
+    counts (the life-table integration is done once), recomputes net survival, the interval net excess
+    hazards with their CIs, and the duration. Returns per `by` group: n, duration_years, censored,
+    lower, upper, n_boot, share_censored (share of replicates where excess lasted to the last interval).
+    Breaks beyond the group's last follow-up time are dropped.
     """
     lt = _as_lifetable(lifetable)
     by = [by] if isinstance(by, str) else list(by or [])
-    breaks = np.asarray(breaks, float)
     rows = []
     groups = data.groupby(by, sort=True, observed=True) if by else [((), data)]
     rng = np.random.default_rng(seed)
     for key, g in groups:
-        g = g.reset_index(drop=True)
-        sp = split_followup(g, breaks, time=time, event=event, age=age, sex=sex, year=year, lifetable=lt,
-                            keep=[])
-        sp["pid"] = np.concatenate([np.flatnonzero(_entered(g[time].to_numpy(float), lo))
-                                    for lo in breaks[:-1]])
-        n, nb = len(g), len(breaks) - 1
-        M = np.zeros((3, nb, n))
-        np.add.at(M[0], (sp["band"].to_numpy(), sp["pid"].to_numpy()), sp["person_years"].to_numpy())
-        np.add.at(M[1], (sp["band"].to_numpy(), sp["pid"].to_numpy()), sp["observed"].to_numpy())
-        np.add.at(M[2], (sp["band"].to_numpy(), sp["pid"].to_numpy()), sp["expected"].to_numpy())
-        full = _curve_from_sums(M.sum(axis=2), breaks)
-        est, cens = duration_of_excess(full)
+        _, fu, ev, a, s, y = _prepare(g, time, event, age, sex, year, lt)
+        br = np.asarray(breaks, float)
+        br = br[br <= fu.max()] if (br > fu.max()).any() else br
+        prep = _NetSurvivalPrep(fu, ev, a, s, y, lt)
+        t, surv, se, _, _ = prep.estimate(None, method)
+        est, cens = duration_of_excess(_interval_excess(t, surv, se, br))
+        n = len(fu)
         reps = np.empty(n_boot)
         rc = np.zeros(n_boot, bool)
         for b in range(n_boot):
             w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-            reps[b], rc[b] = duration_of_excess(_curve_from_sums(M @ w, breaks))
-        a = (1 - level) / 2
+            t, surv, se, _, _ = prep.estimate(w, method)
+            reps[b], rc[b] = duration_of_excess(_interval_excess(t, surv, se, br))
+        al = (1 - level) / 2
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        row.update(n=n, duration_years=est, censored=cens, lower=float(np.quantile(reps, a)),
-                   upper=float(np.quantile(reps, 1 - a)), n_boot=n_boot, share_censored=float(rc.mean()))
+        row.update(n=n, duration_years=est, censored=cens,
+                   lower=float(np.nanquantile(reps, al)) if n_boot else np.nan,
+                   upper=float(np.nanquantile(reps, 1 - al)) if n_boot else np.nan,
+                   n_boot=n_boot, share_censored=float(rc.mean()) if n_boot else np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _entered(fu, lo):
-    return fu > lo if lo > 0 else fu >= lo
-
-
-def _curve_from_sums(S: np.ndarray, breaks) -> pd.DataFrame:
-    y, d, e = S
-    c = pd.DataFrame({"start": breaks[:-1], "stop": breaks[1:], "person_years": y, "observed": d,
-                      "expected": e})
-    c = c[c["person_years"] > 0]
-    lo, hi = poisson_ci(c["observed"])
-    c["exact_lower"] = (lo - c["expected"]) / c["person_years"]
-    c["exact_upper"] = (hi - c["expected"]) / c["person_years"]
-    return c
 
 
 # ------------------------------------------------------------------------------------------------
@@ -739,3 +768,22 @@ def benchmark_national(n: int = 150_000, max_years: float = 17.0, seed: int = 1)
     net_survival(d, time="time", event="event", age="age", sex="sex", year="year", lifetable=lt)
     sec = _time.perf_counter() - t0
     return {"n": n, "max_years": max_years, "seconds": sec}
+
+
+# ------------------------------------------------------------------------------------------------
+# project glue
+# ------------------------------------------------------------------------------------------------
+def lifetable_from_params(params) -> LifeTable:
+    """The run's SSB life table (source `ssb_lifetables`, contract columns year, sex, age, mortality_rate)
+    as a LifeTable (rate = mortality_rate, deaths per person-year)."""
+    from hipfrac import ingest, schema
+
+    spec = schema.TABLES["ssb_lifetables"]
+    types = {c.name: c.dtype for c in spec.columns}
+    df = ingest.read_frame(params.source_file("ssb_lifetables"), types=types, name="ssb_lifetables")
+    df = df.rename(columns={"mortality_rate": "rate"})
+    return LifeTable(df[["year", "age", "sex", "rate"]])
+
+
+#: cohort column names for the relsurv functions
+COHORT_COLUMNS = dict(time="followup_days", event="dead", age="age", sex="sex", year="year_decimal")
