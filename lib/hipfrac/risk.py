@@ -387,10 +387,18 @@ def harrell_c(time, event, risk, *, block: int = 512) -> float:
     order = np.lexsort((-e, t))[::-1]          # descending time; within a time censored first
     t, e, r = t[order], e[order], r[order]
     n = len(t)
+    # blocks never split a group of equal times (pairs within a time group are handled in-block)
+    change = np.flatnonzero(np.diff(t) != 0) + 1
+    cuts, last = [0], 0
+    for c in change:
+        if c - last >= block:
+            cuts.append(c)
+            last = c
+    cuts.append(n)
     conc = ties = comp = 0.0
     later = np.empty(0)
-    for start in range(0, n, block):
-        sl = slice(start, min(start + block, n))
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        sl = slice(start, stop)
         tb, eb, rb = t[sl], e[sl], r[sl]
         ev = np.flatnonzero(eb == 1)
         if len(ev):
@@ -520,7 +528,7 @@ def paf_gcomputation(res: CoxResult, data: pd.DataFrame, *, factor: str, set_fro
 
     r_obs, r_cf, p = paf(b)
     rng = np.random.default_rng(seed)
-    sims = rng.multivariate_normal(b, res.vcov.to_numpy(), size=draws, method="cholesky")
+    sims = rng.multivariate_normal(b, res.vcov.to_numpy(), size=draws, method="eigh")  # robust V may be singular
     ps = np.array([paf(s)[2] for s in sims])
     return pd.DataFrame([{
         "factor": factor, "set_from": "|".join(set_from), "set_to": set_to, "day": day, "n": len(d),
@@ -656,7 +664,8 @@ def pool_rubin(results: list[CoxResult], label: str = "") -> CoxResult:
         df_old = np.where(lam > 0, (m - 1) / lam ** 2, np.inf)
     dfcom = results[0].n - len(terms)
     df_obs = (dfcom + 1) / (dfcom + 3) * dfcom * (1 - lam)
-    df = np.where(np.isinf(df_old), df_obs, df_old * df_obs / (df_old + df_obs))
+    with np.errstate(invalid="ignore"):
+        df = np.where(np.isinf(df_old), df_obs, df_old * df_obs / (df_old + df_obs))
     fmi = (lam + 2 / (df + 3)) / (1 + 2 / (df + 3)) if m > 1 else np.zeros(len(terms))
     r0 = results[0]
     base = None

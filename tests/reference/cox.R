@@ -70,3 +70,10 @@ for (tr in c("km", "identity", "rank")) {
 }
 write.csv(do.call(rbind, zrows), file.path(out, "cox_zph.csv"), row.names = FALSE, na = "")
 cat("wrote cox fixtures\n")
+
+# --- Harrell's C with heavy ties in time and in the risk score -----------------------------------
+set.seed(20261123)
+tt <- data.frame(t = sample(1:60, 1500, replace = TRUE), e = rbinom(1500, 1, 0.5), r = sample(0:14, 1500, replace = TRUE))
+write.csv(tt, file.path(out, "cox_concordance_ties.csv"), row.names = FALSE)
+cc <- concordance(Surv(t, e) ~ r, data = tt, reverse = TRUE)   # higher r = higher risk
+write.csv(data.frame(concordance = cc$concordance), file.path(out, "cox_concordance_ties_ref.csv"), row.names = FALSE)
