@@ -52,6 +52,22 @@ def _export_all(d, **kw):
     return out
 
 
+_CACHE = {}
+
+
+def exported_copy(dest):
+    """A copy of one `_export_all` output at dest (exported once per test process: figures are slow)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if "dir" not in _CACHE:
+        _CACHE["dir"] = Path(tempfile.mkdtemp(prefix="hipfrac-export-")) / "99_demo"
+        _export_all(_CACHE["dir"])
+    shutil.copytree(_CACHE["dir"], dest)
+    return dest
+
+
 def _hashes(d):
     return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(d.rglob("*")) if p.is_file()}

@@ -39,12 +39,12 @@ def test_manifest_contents(fake_run):
     import matplotlib
 
     matplotlib.use("Agg")
-    from test_export import _export_all
+    from test_export import exported_copy
 
     tmp, pfile = fake_run
     params = load(pfile)
     run_dir = params.output_dir
-    _export_all(run_dir / "99_demo")
+    exported_copy(run_dir / "99_demo")
     (run_dir / "supplement").mkdir()
     (run_dir / "supplement" / "index.html").write_text("<html></html>")
     path = manifest.write(params, pfile)

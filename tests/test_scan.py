@@ -19,11 +19,11 @@ from hipfrac import scan  # noqa: E402
 def clean_run(tmp_path_factory):
     """A run directory as the runner leaves it: Exporter outputs + an executed notebook with
     aggregate displays (an HTML table of counts, printed numbers, dates of the study period)."""
-    from test_export import _export_all
+    from test_export import exported_copy
 
     run = tmp_path_factory.mktemp("run") / "smoke"
     nbdir = run / "99_demo"
-    _export_all(nbdir)
+    exported_copy(nbdir)
     nb = nbformat.v4.new_notebook()
     code = nbformat.v4.new_code_cell("overview = out.suppress(counts)\noverview")
     html = pd.DataFrame({"hospital": ["Ahus", "Bodø"], "n": [120, 0], "prop": [0.8, None]}).to_html()

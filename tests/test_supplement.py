@@ -31,12 +31,12 @@ def _png_bytes() -> bytes:
 def make_fake_run(root: Path) -> tuple[Path, object]:
     """outputs/<run> as a real run leaves it: one executed notebook (markdown, code, printed output,
     an inline figure, an HTML table) with its Exporter tables and figure, and the run manifest."""
-    from test_export import _export_all
+    from test_export import exported_copy
 
     params = load("params/smoke.yaml")
     run = root / "smoke"
     nbdir = run / "99_demo"
-    _export_all(nbdir)
+    exported_copy(nbdir)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "hipfrac", "display_name": "Python (hipfrac)", "language": "python"}
     par = nbformat.v4.new_code_cell('params_file = "../params/smoke.yaml"\noutput_dir = None')

@@ -33,6 +33,7 @@ NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block extra_css -%}
+<link rel="icon" href="data:,">
 <style>
 details.hf-code > summary { cursor: pointer; color: #0072B2; font-size: 0.85em; margin: 0.2em 0 0.2em 1em; }
 .hf-back { font-family: sans-serif; margin: 1em; }
@@ -199,7 +200,7 @@ def build(params, *, run_dir: Path | None = None, code: str | None = None, zip_p
 <p>hipfrac is an open, reproducible collection of analyses of inequality in hip fracture treatment and
 outcomes, using the linked Norwegian registries (Hip Fracture Register, Patient Registry, municipal care
 registry, Cause of Death Registry, Statistics Norway, Prescription Register). This site holds every table
-and figure of run <strong>{_e(params.run)}</strong>{(' (' + _e(params.description) + ')') if params.description else ''}.
+and figure of run <strong>{_e(params.run)}</strong>{(' (' + _e(params.description.rstrip('.')) + ')') if params.description else ''}.
 All outputs passed disclosure control: counts from 1 to {params.export.min_cell - 1} are suppressed
 (shown as "s" or left empty), with complementary suppression and the values derived from them.</p>
 <h2>Notebooks</h2>
