@@ -344,7 +344,8 @@ class _Builder:
                 v.report.add(Problem("optional column missing (treated as empty)", name, str(ext.path), c,
                                      "warning", 1, [], "keep"))
             con.execute(f"CREATE OR REPLACE TEMP TABLE {typed} AS SELECT "
-                        f"{ingest.typed_select(con, ext, types)} FROM {ext.table}")
+                        f"{ingest.typed_select(con, ext, types, flags=True)} FROM {ext.table} "
+                        f"ORDER BY {ext.row_expr}")
             drop_cols = set(DROP_IF_MISSING.get(name, []))
             v.types(types, ext.columns, self.c.fatal_type_fraction,
                     actions={c: "drop" for c in drop_cols})
@@ -547,13 +548,20 @@ class _Builder:
         c = self.c
         con = self.con
         # per-event facts needed by the exclusion rules
-        con.execute("""
+        # SSB status in the fracture year; when that year is missing, the closest earlier year, else later
+        ssb_cols = ", ".join(f"s.{_q(c.name)}" for c in schema.TABLES["ssb_persons"].columns)
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE ssb_pick AS
+            SELECT ev.event_id, {ssb_cols} FROM events ev JOIN t_ssb_persons s
+              ON s.person_id = ev.person_id AND s.year = year(ev.fracture_date)""")
+        con.execute(f"""
+            INSERT INTO ssb_pick
             SELECT * EXCLUDE (rn) FROM (
-              SELECT ev.event_id, s.*, row_number() OVER (PARTITION BY ev.event_id ORDER BY
+              SELECT ev.event_id, {ssb_cols}, row_number() OVER (PARTITION BY ev.event_id ORDER BY
                      CASE WHEN s.year <= year(ev.fracture_date) THEN 0 ELSE 1 END,
                      abs(s.year - year(ev.fracture_date)), s.year) AS rn
-              FROM events ev JOIN t_ssb_persons s ON s.person_id = ev.person_id) WHERE rn = 1""")
+              FROM events ev JOIN t_ssb_persons s ON s.person_id = ev.person_id
+              WHERE ev.event_id NOT IN (SELECT event_id FROM ssb_pick)) WHERE rn = 1""")
         muni = geography.municipalities()[["municipality"]]
         con.register("geo_muni_df", muni)
         con.execute("CREATE OR REPLACE TEMP TABLE geo_muni AS SELECT * FROM geo_muni_df")
@@ -645,8 +653,10 @@ class _Builder:
             WHERE code <> ''""")
         con.execute("""
             CREATE OR REPLACE TEMP TABLE cci_hits AS
-            SELECT DISTINCT dx.event_id, l.component FROM dx JOIN cci_lut l
-              ON l.prefix = substr(dx.code, 1, 3) OR l.prefix = substr(dx.code, 1, 4)""")
+            SELECT DISTINCT event_id, component FROM (
+              SELECT dx.event_id, l.component FROM dx JOIN cci_lut l ON l.prefix = substr(dx.code, 1, 3)
+              UNION ALL
+              SELECT dx.event_id, l.component FROM dx JOIN cci_lut l ON l.prefix = substr(dx.code, 1, 4))""")
         comp_cols = ", ".join(f"max(CASE WHEN component = '{k}' THEN 1 ELSE 0 END) AS cci_{k}"
                               for k in charlson.COMPONENTS)
         con.execute(f"CREATE OR REPLACE TEMP TABLE cci AS SELECT event_id, {comp_cols} FROM cci_hits GROUP BY event_id")

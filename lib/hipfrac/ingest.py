@@ -7,8 +7,8 @@ names are stripped and lower-cased.
 
 Reading is two-staged so that validation can see what was delivered:
 1. `register(con, sf, name)` loads the file as delivered into the DuckDB table `raw_<name>`; CSV columns
-   stay text (VARCHAR) so that nothing is lost to guessing; `_row` is the 1-based data row number in the
-   file (the header line not counted), used in validation messages.
+   stay text (VARCHAR) so that nothing is lost to guessing; `Extract.row_expr` gives the 1-based data row
+   number in the file (the header line not counted), carried as `_row` and used in validation messages.
 2. `typed_select(...)` is the SQL that casts every contract column to its type with TRY_CAST / TRY_STRPTIME
    (decimal comma handled); values that do not parse become NULL and are counted by `hipfrac.validate`.
 
@@ -55,6 +55,7 @@ class Extract:
     columns: list[str] = field(default_factory=list)
     decimal: str = "."
     date_format: str | None = None
+    row_expr: str = "(rowid + 1)::BIGINT"  # the 1-based data row number of a row of `table`
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
@@ -118,42 +119,43 @@ def register(con: duckdb.DuckDBPyConnection, sf, name: str) -> Extract:
                           f"file, or generate the synthetic registry with `make data`)")
     fmt = detect_format(path, sf.format)
     table = f"raw_{name}"
-    src = f"src_{name}"
+    order = "rowid"
     try:
         if fmt == "csv":
             delim = sf.delimiter.replace("'", "''")
             enc = "latin-1" if sf.encoding == "latin-1" else "utf-8"
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT * FROM read_csv(?, delim='{delim}', "
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_csv(?, delim='{delim}', "
                         f"header=true, all_varchar=true, encoding='{enc}', quote='\"', "
                         f"null_padding=false, strict_mode=true)", [str(path)])
-            order = "rowid"
         elif fmt == "parquet":
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT * FROM read_parquet(?, "
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet(?, "
                         f"file_row_number=true)", [str(path)])
             order = "file_row_number"
         elif fmt in ("sas", "stata", "spss"):
             df = _read_stat(path, fmt, sf.encoding)
             con.register("_stat_df", df)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {src} AS SELECT * FROM _stat_df")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _stat_df")
             con.unregister("_stat_df")
-            order = "rowid"
         else:
             raise IngestError(f"{path}: unknown format {fmt!r}")
     except duckdb.Error as exc:
         raise IngestError(f"source {name!r}: cannot read {path} as {fmt}: {exc}") from exc
-    delivered = [r[0] for r in con.execute(f"DESCRIBE {src}").fetchall()]
+    delivered = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     if fmt == "parquet":
         delivered = [c for c in delivered if c != "file_row_number"]
     names = _clean_names(delivered, dict(sf.rename), path)
     if "_row" in names:
         raise IngestError(f"{path}: a column may not be called '_row' (reserved for row numbers)")
-    cols = ", ".join(f"{_quote(d)} AS {_quote(n)}" for d, n in zip(delivered, names))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT ({order} + 1)::BIGINT AS _row, {cols} "
-                f"FROM {src} ORDER BY {order}")
-    con.execute(f"DROP TABLE {src}")
+    for d, n in zip(delivered, names):   # renaming is a catalogue change: no copy of the data
+        if d != n:
+            tmpname = f"__tmp_{n}"
+            con.execute(f"ALTER TABLE {table} RENAME COLUMN {_quote(d)} TO {_quote(tmpname)}")
+    for d, n in zip(delivered, names):
+        if d != n:
+            con.execute(f"ALTER TABLE {table} RENAME COLUMN {_quote(f'__tmp_{n}')} TO {_quote(n)}")
     n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return Extract(name=name, path=path, format=fmt, table=table, n_rows=int(n), columns=names,
-                   decimal=sf.decimal, date_format=sf.date_format)
+                   decimal=sf.decimal, date_format=sf.date_format, row_expr=f"({order} + 1)::BIGINT")
 
 
 def typed_expr(col: str, typ: str, raw_type: str = "VARCHAR", decimal: str = ".",
@@ -215,19 +217,24 @@ def raw_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
 
 
 def typed_select(con: duckdb.DuckDBPyConnection, ext: Extract, types: dict[str, str],
-                 keep_row: bool = True) -> str:
+                 keep_row: bool = True, flags: bool = False) -> str:
     """SELECT list (SQL) casting the contract columns `types` (column -> contract type) of an extract.
 
     Columns missing from the file come out as NULL of the right type (validation reports them first).
+    keep_row: include `_row`, the 1-based data row number. flags: for every non-text column also
+    `_bad_<column>`, true where a value was delivered but does not parse (counted by validation).
     """
     rt = raw_types(con, ext.table)
-    parts = ["_row"] if keep_row else []
+    parts = [f"{ext.row_expr} AS _row"] if keep_row else []
     for col, typ in types.items():
         if col in rt:
             expr = typed_expr(col, typ, rt[col], ext.decimal, ext.date_format)
         else:
             expr = f"CAST(NULL AS {SQL_TYPES[typ]})"
         parts.append(f"{expr} AS {_quote(col)}")
+        if flags and col in rt and typ not in ("string", "str"):
+            parts.append(f"(NULLIF(trim(CAST({_quote(col)} AS VARCHAR)), '') IS NOT NULL AND ({expr}) IS NULL) "
+                         f"AS {_quote('_bad_' + col)}")
     return ", ".join(parts)
 
 
@@ -244,7 +251,8 @@ def read_frame(sf, types: dict[str, str] | None = None, name: str = "extract") -
     try:
         ext = register(con, sf, re.sub(r"\W", "_", name))
         if types is None:
-            return con.execute(f"SELECT * FROM {ext.table} ORDER BY _row").df()
+            star = "* EXCLUDE (file_row_number)" if ext.format == "parquet" else "*"
+            return con.execute(f"SELECT {ext.row_expr} AS _row, {star} FROM {ext.table} ORDER BY _row").df()
         extra = [c for c in ext.columns if c not in types]
         sel = typed_select(con, ext, types)
         if extra:

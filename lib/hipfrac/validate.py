@@ -188,21 +188,20 @@ class Validator:
 
     def types(self, types: dict[str, str], present: list[str], fatal_fraction: float,
               actions: dict[str, str] | None = None) -> None:
-        """Values that do not parse as their contract type. Fatal when more than `fatal_fraction` of the
-        non-missing values of a column fail (the column has the wrong type); otherwise a warning with the
-        column's action (default: set to missing)."""
+        """Values that do not parse as their contract type (the typed table's `_bad_<column>` flags, see
+        `hipfrac.ingest.typed_select(flags=True)`). Fatal when more than `fatal_fraction` of the delivered
+        (non-empty) values of a column fail (the column has the wrong type); otherwise a warning with the
+        column's action (default: the value is missing)."""
         actions = actions or {}
         for col, typ in types.items():
             if col not in present or typ in ("string", "str"):
                 continue
-            where = (f"r._row = t._row AND NULLIF(trim(CAST(r.{_q(col)} AS VARCHAR)), '') IS NOT NULL "
-                     f"AND t.{_q(col)} IS NULL")
-            n_bad, ex = self._joined_count(where)
+            flag = _q("_bad_" + col)
+            n_bad, ex = self._count(self.typed, flag)
             if not n_bad:
                 continue
             n_present = self.con.execute(
-                f"SELECT count(*) FROM {self.raw} WHERE NULLIF(trim(CAST({_q(col)} AS VARCHAR)), '') "
-                f"IS NOT NULL").fetchone()[0]
+                f"SELECT count(*) FROM {self.typed} WHERE {_q(col)} IS NOT NULL OR {flag}").fetchone()[0]
             frac = n_bad / max(n_present, 1)
             kind = {"date": "unparseable date", "datetime": "unparseable date-time"}.get(
                 typ, f"not a valid {typ}")
@@ -214,18 +213,8 @@ class Validator:
             self.report.add(Problem(kind, self.source, self.file, col, "warning", n_bad, ex, action))
             if action == "drop":
                 self._ord += 1
-                self.con.execute(
-                    f"INSERT INTO {self.flags} SELECT t._row, ?, ? FROM {self.raw} r, {self.typed} t "
-                    f"WHERE {where}", [f"{kind} ({col})", self._ord])
-
-    def _joined_count(self, where: str) -> tuple[int, list[int]]:
-        frm = f"{self.raw} r, {self.typed} t"
-        n = self.con.execute(f"SELECT count(*) FROM {frm} WHERE {where}").fetchone()[0]
-        ex = []
-        if n:
-            ex = [r[0] for r in self.con.execute(
-                f"SELECT t._row FROM {frm} WHERE {where} ORDER BY t._row LIMIT {MAX_EXAMPLES}").fetchall()]
-        return int(n), ex
+                self.con.execute(f"INSERT INTO {self.flags} SELECT _row, ?, ? FROM {self.typed} WHERE {flag}",
+                                 [f"{kind} ({col})", self._ord])
 
     def required_values(self, columns: list[str], action: str = "drop") -> None:
         """Rows missing a value in a column every record needs (identity, key dates)."""
