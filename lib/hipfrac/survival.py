@@ -41,6 +41,7 @@ __all__ = [
     "risk_adjusted_mortality",
     "CoxModel",
     "standardised_survival",
+    "design",
 ]
 
 
@@ -288,39 +289,114 @@ class CoxModel:
         return pd.concat(rows, ignore_index=True)
 
 
+def design(data: pd.DataFrame, columns: Sequence[str], references: dict | None = None,
+           levels: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Numeric design matrix (no intercept) for Cox models: numeric columns centred on their mean,
+    categorical columns (missing = level "missing") as indicators `col[level]` against a reference level
+    (given in `references`, else the most frequent level). Returns (X, info) with info["levels"],
+    info["references"], info["means"] so the same coding can be applied to other data."""
+    frame, _ = casemix_frame(data, columns)
+    references = dict(references or {})
+    lv_in = levels or {}
+    cols, info = {}, {"levels": {}, "references": {}, "means": {}}
+    for c in columns:
+        if frame[c].dtype == object:
+            lv = lv_in.get(c) or sorted(frame[c].unique())
+            ref = references.get(c)
+            if ref is None:
+                counts = frame[c].value_counts()
+                ref = sorted(counts[counts == counts.max()].index)[0]
+            if ref not in lv:
+                raise ValueError(f"reference {ref!r} is not a level of {c!r}: {lv}")
+            info["levels"][c], info["references"][c] = lv, ref
+            for level in lv:
+                if level != ref:
+                    cols[f"{c}[{level}]"] = (frame[c] == level).to_numpy(float)
+        else:
+            mean = (levels or {}).get(f"{c}__mean", float(frame[c].mean()))
+            info["means"][c] = mean
+            cols[c] = frame[c].to_numpy(float) - mean
+    return pd.DataFrame(cols, index=data.index), info
+
+
+def _breslow_fit(t, e, X):
+    from hipfrac.risk import BreslowCox
+
+    m = BreslowCox().fit(t, e, X)
+    tau, H = m.baseline[0]
+    return m.params, np.asarray(tau, float), np.asarray(H, float)
+
+
+def _step(tau, H, times):
+    k = np.searchsorted(tau, times, "right") - 1
+    return np.where(k >= 0, H[np.clip(k, 0, None)], 0.0)
+
+
+def _standardised(beta, tau, H, X: np.ndarray, unit_cols: dict, times) -> np.ndarray:
+    """Mean survival at times for each unit level (rows: levels in unit_cols order, cols: times)."""
+    H0 = _step(tau, H, times)
+    all_unit = [j for js in unit_cols.values() for j in js]
+    base = X.copy()
+    base[:, all_unit] = 0.0
+    lp0 = base @ beta
+    out = []
+    for _, js in unit_cols.items():
+        lp = lp0 + (beta[js].sum() if js else 0.0)
+        out.append(np.exp(-np.outer(np.exp(lp), H0)).mean(axis=0))
+    return np.vstack(out)
+
+
 def standardised_survival(data: pd.DataFrame, unit: str, *, times: Sequence[float],
                           casemix: Sequence[str] = CASEMIX, n_boot: int = 50, seed: int = 1,
-                          time: str = "followup_days", event: str = "dead", level: float = 0.95) -> pd.DataFrame:
+                          time: str = "followup_days", event: str = "dead", level: float = 0.95,
+                          reference=None) -> pd.DataFrame:
     """Survival curves standardised to the whole cohort's case-mix, per unit (g-computation).
 
-    Fit a Cox model with the unit and case-mix; predict every patient's survival at `times` (days) with
-    the unit set to each level; average over patients. CIs: percentile bootstrap (patients resampled with
-    replacement, model refitted, `n_boot` replicates, `seed`). Returns unit, time, surv, lower, upper,
-    mortality (= 1 - surv).
+    Fit a Cox model (Breslow ties, `hipfrac.risk.BreslowCox`) with the unit and case-mix; predict every
+    patient's survival at `times` (days) with the unit set to each level in turn, S_i(t) =
+    exp(-H0(t) exp(x_i'beta)) with the Breslow baseline H0; average over patients (the cohort is the
+    standard population). CIs: percentile bootstrap (patients resampled with replacement, model refitted,
+    predictions on the original cohort; `n_boot` replicates, `seed`). Returns unit, time, surv, lower,
+    upper, mortality (= 1 - surv), n_boot. Agrees with averaging R's survfit(coxph(ties = "breslow"),
+    newdata) (tests/reference/survival.R).
     """
-    m = CoxModel().fit(data, unit, casemix=casemix, time=time, event=event)
-    est = m.standardised_survival(times)
+    cols = [unit] + list(casemix)
+    _check(data, cols + [time, event])
+    X, info = design(data, cols, references={unit: reference} if reference is not None else None)
+    levels = info["levels"][unit]
+    ref = info["references"][unit]
+    names = list(X.columns)
+    unit_cols = {lv: ([] if lv == ref else [names.index(f"{unit}[{lv}]")]) for lv in levels}
+    Xv = X.to_numpy(float)
+    t = data[time].to_numpy(float)
+    e = data[event].to_numpy(int)
+    times = np.asarray(times, float)
+    beta, tau, H = _breslow_fit(t, e, Xv)
+    est = _standardised(beta, tau, H, Xv, unit_cols, times)
+    reps = []
     if n_boot > 0:
         rng = np.random.default_rng(seed)
-        reps = []
-        n = len(data)
+        n = len(t)
         for _ in range(n_boot):
             idx = rng.integers(0, n, n)
-            b = data.iloc[idx].reset_index(drop=True)
-            try:
-                mb = CoxModel().fit(b, unit, casemix=casemix, time=time, event=event)
-                r = mb.standardised_survival(times, data=m._X)
-            except Exception:  # a replicate lacking a rare level cannot be refitted: skipped, counted
+            Xb = Xv[idx]
+            keep = Xb.std(axis=0) > 0
+            if not keep.all():        # a rare level absent from the replicate: skipped, counted in n_boot
                 continue
-            reps.append(r["surv"].to_numpy() if len(r) == len(est) else np.full(len(est), np.nan))
-        R = np.vstack(reps) if reps else np.full((1, len(est)), np.nan)
-        a = (1 - level) / 2
-        est["lower"] = np.nanquantile(R, a, axis=0)
-        est["upper"] = np.nanquantile(R, 1 - a, axis=0)
-        est["n_boot"] = int(np.isfinite(R[:, 0]).sum())
-    else:
-        est["lower"] = np.nan
-        est["upper"] = np.nan
-        est["n_boot"] = 0
-    est["mortality"] = 1 - est["surv"]
-    return est
+            try:
+                bb, tb, Hb = _breslow_fit(t[idx], e[idx], Xb)
+            except (ValueError, RuntimeError):
+                continue
+            reps.append(_standardised(bb, tb, Hb, Xv, unit_cols, times))
+    a = (1 - level) / 2
+    R = np.stack(reps) if reps else None
+    rows = []
+    for i, lv in enumerate(levels):
+        for j, tt in enumerate(times):
+            lo = float(np.quantile(R[:, i, j], a)) if R is not None else np.nan
+            hi = float(np.quantile(R[:, i, j], 1 - a)) if R is not None else np.nan
+            rows.append((lv, tt, est[i, j], lo, hi))
+    out = pd.DataFrame(rows, columns=[unit, "time", "surv", "lower", "upper"])
+    out["mortality"] = 1 - out["surv"]
+    out["n_boot"] = len(reps)
+    return out
