@@ -172,23 +172,30 @@ def _mask(cohort: pd.DataFrame, expr: str, what: str) -> pd.Series:
     return pd.Series(m, index=cohort.index)
 
 
+def masks(cohort: pd.DataFrame, ind: Indicator) -> tuple[np.ndarray, np.ndarray]:
+    """(eligible, y) over all cohort rows: eligible is a bool array (missing counts as not
+    eligible); y is 1.0 / 0.0 where the numerator is met / not met and NaN where it is missing
+    (a numerator on a missing value, e.g. surgery_48h null, is missing, not 0)."""
+    el = _mask(cohort, ind.eligible, f"{ind.id} eligibility").astype("boolean").fillna(False).to_numpy(bool)
+    num = _mask(cohort, ind.numerator, f"{ind.id} numerator").astype("boolean")
+    y = num.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    names = [n for n in _names(ind.numerator) if n in cohort.columns]
+    if names:
+        y[cohort[names].isna().any(axis=1).to_numpy()] = np.nan
+    return el, y
+
+
 def eligible(cohort: pd.DataFrame, ind: Indicator) -> tuple[pd.DataFrame, dict]:
     """The indicator's eligible patients with a 0/1 column `y` (numerator met), and counts.
 
     Returns (frame, counts) where counts = {"eligible": patients meeting the eligibility
     expression, "missing": of them with a missing numerator (left out), "analysed": the rest}.
     """
-    el = _mask(cohort, ind.eligible, f"{ind.id} eligibility").astype("boolean").fillna(False).astype(bool)
-    d = cohort.loc[el.to_numpy()]
-    num = _mask(d, ind.numerator, f"{ind.id} numerator").astype("boolean")
-    # a numerator on a missing value (e.g. surgery_48h null) is missing, not 0
-    names = [n for n in _names(ind.numerator) if n in d.columns]
-    if names:
-        num = num.where(~d[names].isna().any(axis=1), pd.NA)
-    miss = num.isna()
-    out = d.loc[~miss.to_numpy()].copy()
-    out["y"] = num[~miss].astype(int).to_numpy()
-    return out, {"eligible": int(el.sum()), "missing": int(miss.sum()), "analysed": len(out)}
+    el, y = masks(cohort, ind)
+    ok = el & ~np.isnan(y)
+    out = cohort.loc[ok].copy()
+    out["y"] = y[ok].astype(int)
+    return out, {"eligible": int(el.sum()), "missing": int((el & np.isnan(y)).sum()), "analysed": len(out)}
 
 
 def unit_coverage(cohort: pd.DataFrame, unit: str | None, by_year: bool = False) -> pd.DataFrame | None:
@@ -197,11 +204,12 @@ def unit_coverage(cohort: pd.DataFrame, unit: str | None, by_year: bool = False)
     if "source" not in cohort.columns or not (cohort["source"] == "npr_only").any():
         return None
     keys = ([unit] if unit else []) + (["year"] if by_year else [])
-    d = cohort.assign(_reg=(cohort["source"] != "npr_only").astype(int), _one=1)
+    d = cohort[keys].copy()
+    d["_reg"] = (cohort["source"] != "npr_only").to_numpy(int)
     if not keys:
         return pd.DataFrame({"coverage": [d["_reg"].mean()]})
-    g = d.groupby(keys, sort=True).agg(_reg=("_reg", "sum"), _one=("_one", "sum")).reset_index()
-    g["coverage"] = g["_reg"] / g["_one"]
+    g = d.groupby(keys, sort=True)["_reg"].agg(["sum", "size"]).reset_index()
+    g["coverage"] = g["sum"] / g["size"]
     return g[keys + ["coverage"]]
 
 
@@ -218,16 +226,18 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     """
     if unit is not None and unit not in cohort.columns:
         raise KeyError(f"unit column {unit!r} not in the cohort")
-    d, _ = eligible(cohort, ind)
-    d_all = cohort.loc[_mask(cohort, ind.eligible, ind.id).astype("boolean").fillna(False).astype(bool).to_numpy()]
+    el, y = masks(cohort, ind)
     ucol = "_unit"
-    d = d.assign(_unit=d[unit].astype(str) if unit else NATIONAL)
-    d_all = d_all.assign(_unit=d_all[unit].astype(str) if unit else NATIONAL)
+    d = pd.DataFrame({ucol: cohort.loc[el, unit].astype(str).to_numpy() if unit else NATIONAL,
+                      "y": y[el]}, index=np.arange(int(el.sum())))
+    if by_year:
+        d["year"] = cohort.loc[el, "year"].to_numpy()
+    d["_ok"] = (~np.isnan(d["y"])).astype(int)
+    d["_ev"] = d["y"].fillna(0)
     keys = [ucol] + (["year"] if by_year else [])
-    g = d.groupby(keys, sort=True).agg(n=("y", "size"), events=("y", "sum")).reset_index()
-    tot = d_all.groupby(keys, sort=True).size().rename("n_eligible").reset_index()
-    g = tot.merge(g, on=keys, how="left")
-    g[["n", "events"]] = g[["n", "events"]].fillna(0).astype(int)
+    g = d.groupby(keys, sort=True).agg(n=("_ok", "sum"), events=("_ev", "sum"), n_eligible=("_ok", "size"))
+    g = g.reset_index()
+    g[["n", "events"]] = g[["n", "events"]].astype(int)
     g["n_missing"] = (g["n_eligible"] - g["n"]).astype(int)
     g = g.drop(columns="n_eligible")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -252,15 +262,19 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     return g[cols].reset_index(drop=True)
 
 
+CATEGORICAL = ("year",)
+
+
 def _adjust_frame(d: pd.DataFrame, adjustment: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Adjustment covariates with missing categories as a level 'missing'; constant ones left out."""
+    """Adjustment covariates with missing categories as a level 'missing'; constant ones left out;
+    `year` (and other columns in CATEGORICAL) as categories (one level per calendar year)."""
     cov = []
     x = pd.DataFrame(index=d.index)
     for c in adjustment:
         if c not in d.columns:
             raise KeyError(f"adjustment column {c!r} not in the cohort")
         s = d[c]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and c not in CATEGORICAL:
             s = pd.to_numeric(s, errors="coerce").astype(float)
             if s.isna().any():
                 s = s.fillna(s.median())
@@ -329,3 +343,148 @@ def restrict(cohort: pd.DataFrame, period: tuple[int, int] | None = None, min_ag
         reasons.append((f"age above {max_age:g}", int((old & keep).sum())))
         keep &= ~old
     return cohort.loc[keep.to_numpy()], pd.DataFrame(reasons, columns=["reason", "n"])
+
+
+# --------------------------------------------------------------------------------------------------
+# orchestration used by notebook 01 (thin notebook: one call per table / figure)
+# --------------------------------------------------------------------------------------------------
+REGION_OF_UNIT = {"hospital": "hosp_region", "hosp_trust": "hosp_region", "hosp_region": "hosp_region",
+                  "referral_area": "res_region"}
+
+
+def usable(catalogue_selection: Sequence[Indicator], include_npr_only: bool) -> tuple[list[Indicator], list[str]]:
+    """Indicators whose requirements the cohort meets, and notes on those left out (and why)."""
+    keep, notes = [], []
+    for ind in catalogue_selection:
+        if "include_npr_only" in ind.requires and not include_npr_only:
+            notes.append(f"{ind.id}: left out, needs a cohort built with include_npr_only (NPR-only fractures)")
+            continue
+        keep.append(ind)
+    return keep, notes
+
+
+def definitions(inds: Sequence[Indicator], lang: str = "en") -> pd.DataFrame:
+    """The catalogue entries as a table (one row per indicator)."""
+    return pd.DataFrame([{"indicator": i.id, "title": i.title_in(lang), "type": i.type, "eligible": i.eligible,
+                          "numerator": i.numerator, "direction": i.direction, "green": i.green,
+                          "yellow": i.yellow, "min_n": i.min_n, "source": i.source} for i in inds])
+
+
+def unit_regions(cohort: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """unit -> region (the treating hospital's region, or the residence region for referral areas);
+    the most frequent region when a unit spans several."""
+    rcol = REGION_OF_UNIT[unit]
+    d = cohort[[unit, rcol]].dropna().astype(str)
+    g = d.groupby([unit, rcol]).size().rename("k").reset_index().sort_values([unit, "k", rcol],
+                                                                           ascending=[True, False, True])
+    return g.drop_duplicates(unit)[[unit, rcol]].rename(columns={unit: "unit", rcol: "region"}).reset_index(drop=True)
+
+
+def evaluate_many(cohort: pd.DataFrame, inds: Sequence[Indicator], unit: str | None, by_year: bool = False,
+                  min_n: int | None = None, low_coverage: float = 0.6) -> pd.DataFrame:
+    """`evaluate` for several indicators, stacked (indicator order kept)."""
+    return pd.concat([evaluate(cohort, i, unit, by_year, min_n, low_coverage) for i in inds], ignore_index=True)
+
+
+def overview(national: pd.DataFrame, per_unit: pd.DataFrame, inds: Sequence[Indicator],
+             lang: str = "en") -> pd.DataFrame:
+    """One row per indicator: national n, events, prop (CI), target, and the number of units at each
+    target level (low-n units counted separately, not in the levels)."""
+    rows = []
+    for i in inds:
+        nat = national[national["indicator"] == i.id].iloc[0]
+        u = per_unit[per_unit["indicator"] == i.id]
+        ok = u[~u["low_n"]]
+        rows.append({"indicator": i.id, "title": i.title_in(lang), "n": int(nat["n"]), "events": int(nat["events"]),
+                     "prop": nat["prop"], "lower": nat["lower"], "upper": nat["upper"],
+                     "green": i.green, "yellow": i.yellow, "level": nat["level"],
+                     "units": len(u), "units_green": int((ok["level"] == "green").sum()),
+                     "units_yellow": int((ok["level"] == "yellow").sum()),
+                     "units_red": int((ok["level"] == "red").sum()), "units_low_n": int(u["low_n"].sum()),
+                     "units_low_coverage": int(u["low_coverage"].sum())})
+    return pd.DataFrame(rows)
+
+
+def funnel(cohort: pd.DataFrame, ind: Indicator, unit: str, centre: str = "national",
+           levels: Sequence[float] = (0.95, 0.998)) -> tuple[pd.DataFrame, dict]:
+    """Crude funnel statistics of one indicator per unit (`variation.funnel_table`): centre
+    "national" (pooled proportion) or "target" (the green level; national when there is none)."""
+    d, _ = eligible(cohort, ind)
+    d = d.assign(unit=d[unit].astype(str))
+    target = ind.green if (centre == "target" and ind.green is not None) else None
+    tab, info = variation.funnel_table(d, "unit", "y", target=target, levels=levels)
+    tab.insert(0, "indicator", ind.id)
+    info["indicator"] = ind.id
+    return tab, info
+
+
+def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] = (0.95, 0.998)) -> pd.DataFrame:
+    """Case-mix adjusted funnel: the indirectly standardised proportion (O/E x national) of each
+    unit against exact binomial limits around the national proportion at the unit's n (an
+    approximation that treats the unit's expected proportion as the national one)."""
+    d = oe[["indicator", "unit", "n", "observed", "expected", "oe", "std_prop"]].copy()
+    lim = variation.funnel_limits(d["n"].round().astype(int), national, levels)
+    for level in levels:
+        name = f"{100 * level:.10g}"
+        lo, hi = lim[f"lower_{name}"].to_numpy(), lim[f"upper_{name}"].to_numpy()
+        d[f"outside_{name}"] = np.where(d["std_prop"] > hi, "high", np.where(d["std_prop"] < lo, "low", ""))
+    return d.rename(columns={"std_prop": "prop"})
+
+
+def random_effects(cohort: pd.DataFrame, ind: Indicator, unit: str, adjustment: Sequence[str],
+                   nagq: int = 1, ci: str = "wald") -> tuple[object, object]:
+    """Random-intercept logits of one indicator: null (no patient factors) and case-mix adjusted
+    (missing categories as a level, constant factors left out). Returns (null_fit, adjusted_fit)."""
+    d, _ = eligible(cohort, ind)
+    x, cov = _adjust_frame(d, adjustment)
+    x["y"] = d["y"].to_numpy()
+    x["_unit"] = d[unit].astype(str).to_numpy()
+    null = variation.random_intercept_logit(x, "y", "_unit", [], nagq=nagq, ci=ci)
+    adj = variation.random_intercept_logit(x, "y", "_unit", cov, nagq=nagq, ci=ci)
+    return null, adj
+
+
+def area_variation(cohort: pd.DataFrame, ind: Indicator, area: str = "referral_area",
+                   strata: Sequence[str] = ("sex", "age_band5")) -> tuple[pd.DataFrame, dict]:
+    """Health-atlas view of one indicator across areas of residence: crude and directly
+    age-sex-standardised proportions (standard = the indicator's national eligible population),
+    indirectly standardised O/E, and the statistics EQ, EQ2, CV (on the directly standardised
+    proportions) and SCV (observed vs indirectly expected counts). Returns (per-area frame, stats)."""
+    d, _ = eligible(cohort, ind)
+    d = d.assign(_area=d[area].astype(str))
+    strata = list(strata)
+    ds = variation.direct_standardise(d, "_area", strata, "y")
+    ind_std = variation.indirect_standardise(d, "_area", strata, "y")
+    res = ds.rename(columns={"_area": "unit", "crude_rate": "crude", "std_rate": "std_prop"})
+    res = res.merge(ind_std[["_area", "expected", "oe"]].rename(columns={"_area": "unit"}), on="unit")
+    res.insert(0, "indicator", ind.id)
+    ok = res[res["expected"] > 0]
+    stats_ = {"indicator": ind.id, "areas": len(res), "eq": variation.eq(res["std_prop"]),
+              "eq2": variation.eq2(res["std_prop"]), "cv": variation.cv(res["std_prop"]),
+              "scv": variation.scv(ok["events"], ok["expected"]) if len(ok) else np.nan}
+    return res, stats_
+
+
+def outside_summary(flags: pd.DataFrame, titles: dict, level_name: str = "99.8") -> str:
+    """Markdown summary of units outside the `level_name` % limits, per indicator.
+
+    flags: indicator, unit, outside_<L> (crude) and optionally adj_outside_<L> (case-mix adjusted).
+    """
+    col, acol = f"outside_{level_name}", f"adj_outside_{level_name}"
+    lines = []
+    for iid in dict.fromkeys(flags["indicator"]):
+        f = flags[flags["indicator"] == iid]
+        crude = f[f[col] != ""]
+        adj = f[f[acol] != ""] if acol in f.columns else crude.iloc[0:0]
+        if crude.empty and adj.empty:
+            lines.append(f"- **{titles.get(iid, iid)}**: no unit outside the {level_name} % limits.")
+            continue
+        def fmt(x):
+            return ", ".join(f"{u} ({'above' if s == 'high' else 'below'})" for u, s in zip(x["unit"], x.iloc[:, -1]))
+        parts = [f"crude: {fmt(crude[['unit', col]]) if len(crude) else 'none'}"]
+        if acol in f.columns:
+            both = sorted(set(crude["unit"]) & set(adj["unit"]))
+            parts.append(f"after case-mix adjustment: {fmt(adj[['unit', acol]]) if len(adj) else 'none'}")
+            parts.append(f"outside in both (unjustified variation candidates): {', '.join(both) if both else 'none'}")
+        lines.append(f"- **{titles.get(iid, iid)}** — " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"

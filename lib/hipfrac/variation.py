@@ -552,6 +552,9 @@ class _RILogitLik:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, m: np.ndarray, g: np.ndarray, n_groups: int, nagq: int):
         self.X, self.y, self.m, self.g, self.G = X, y, m, g, n_groups
+        if np.any(np.diff(g) < 0) or len(np.unique(g)) != n_groups:
+            raise ValueError("rows must be sorted by group and every group present")
+        self.starts = np.searchsorted(g, np.arange(n_groups))
         self.nagq = nagq
         self.b = np.zeros(n_groups)
         if nagq > 1:
@@ -599,17 +602,14 @@ class _RILogitLik:
         if self.nagq > 1:
             raise ValueError("analytic gradient only for the Laplace approximation")
         # exact gradient of the Laplace approximation (envelope theorem at the mode + d log h)
-        X, m, g = self.X, self.m, self.g
+        X, m = self.X, self.m
         w = m * p * (1 - p)
         w3 = w * (1 - 2 * p)
-        sx = np.zeros((self.G, X.shape[1]))
-        for j in range(X.shape[1]):
-            sx[:, j] = np.bincount(g, w * X[:, j], self.G)
+        # group sums of w x and w3 x (rows are sorted by group: one reduceat each)
+        sx = np.add.reduceat(w[:, None] * X, self.starts, axis=0)
         db_dbeta = -sx / h[:, None]                                   # G x p
-        s3 = np.bincount(g, w3, self.G)
-        s3x = np.zeros_like(sx)
-        for j in range(X.shape[1]):
-            s3x[:, j] = np.bincount(g, w3 * X[:, j], self.G)
+        s3 = np.add.reduceat(w3, self.starts)
+        s3x = np.add.reduceat(w3[:, None] * X, self.starts, axis=0)
         dh_dbeta = s3x + s3[:, None] * db_dbeta
         gbeta = X.T @ (self.y - m * p) - 0.5 * (dh_dbeta / h[:, None]).sum(axis=0)
         db_dtau = 2 * b / (s2 * h)
@@ -705,10 +705,12 @@ def random_intercept_logit(
     beta, tau = theta[:k], float(theta[k])
     ll_max = lik.loglik(beta, tau)
 
-    # covariance of (beta, tau) from the numerical Hessian of the log-likelihood
-    def llf(th):
-        return lik.loglik(th[:k], th[k])
-    hess = _num_hessian(llf, theta)
+    # covariance of (beta, tau) from the numerical Hessian of the log-likelihood (central differences
+    # of the analytic gradient for Laplace; second differences of the log-likelihood otherwise)
+    if nagq <= 1:
+        hess = _num_hessian_grad(lambda th: lik.loglik(th[:k], th[k], grad=True)[1], theta)
+    else:
+        hess = _num_hessian(lambda th: lik.loglik(th[:k], th[k]), theta)
     at_boundary = tau <= tau_lo + 1e-6
     try:
         if at_boundary:
@@ -777,6 +779,16 @@ def _num_hessian(f, x: np.ndarray, eps: float = 1e-4) -> np.ndarray:
             ej[j] = eps
             H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * eps**2)
     return H
+
+
+def _num_hessian_grad(grad, x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    n = len(x)
+    H = np.zeros((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = eps
+        H[:, i] = (grad(x + e) - grad(x - e)) / (2 * eps)
+    return (H + H.T) / 2
 
 
 def _profile_sigma(lik: _RILogitLik, beta: np.ndarray, tau: float, ll_max: float, k: int,
