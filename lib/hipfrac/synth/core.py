@@ -337,6 +337,7 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
     death = np.full(n, np.inf)
     net_sum = np.zeros(len(edges))
     net_sum_sex = {0: np.zeros(len(edges)), 1: np.zeros(len(edges))}
+    net_sum_year: dict[int, np.ndarray] = {}
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
         a = np.clip(np.floor(age0[lo:hi, None] + mid[None, :] / 365.25), 0, 105).astype(int)
@@ -357,6 +358,9 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
         net_sum += sn.sum(axis=0)
         for s in (0, 1):
             net_sum_sex[s] += sn[sexi[lo:hi] == s].sum(axis=0)
+        for y_ in np.unique(yr[lo:hi]):
+            net_sum_year.setdefault(int(y_), np.zeros(len(edges)))
+            net_sum_year[int(y_)] += sn[yr[lo:hi] == y_].sum(axis=0)
     net = net_sum / n
     exc = -np.diff(np.log(net)) / dt * 365.25
     truth = {
@@ -364,6 +368,8 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
         "mean_exp_lp_centred": float(np.mean(rel)),
         "edges": edges, "net": net, "excess": exc,
         "net_by_sex": {s: net_sum_sex[s] / max((sexi == s).sum(), 1) for s in (0, 1)},
+        "net_sum_by_year": net_sum_year,
+        "n_by_year": {y_: int((yr == y_).sum()) for y_ in net_sum_year},
     }
     return death, truth
 

@@ -42,6 +42,11 @@ READMIT_ICD = ["J189", "N390", "R268", "E869", "K590", "L899"]
 DRUGS = {"M05BA04": (84, 84.0, 0.65), "M05BA08": (365, 365.0, 0.2), "M05BX04": (182, 182.0, 0.15)}
 
 
+def ids(prefix: str, start: int, n: int, width: int) -> np.ndarray:
+    """prefix + zero-padded sequential numbers start, start+1, ... (n of them)."""
+    return np.array([f"{prefix}{i:0{width}d}" for i in range(start, start + n)], dtype=object)
+
+
 def _dt_min(day: np.ndarray) -> np.ndarray:
     """float days -> float days rounded to the minute."""
     return np.round(np.asarray(day, float) * 1440) / 1440
@@ -69,8 +74,8 @@ class Builder:
         rates = lifetable.rate_array(lt, years)
         df = core.draw_patients(st, years, self.scale)
         n = len(df)
-        ids = st("ids").choice(np.arange(1, 10_000_000), size=n, replace=False)
-        df["person_id"] = np.char.add("P", np.char.zfill(ids.astype(str), 7))
+        pnum = st("ids").choice(np.arange(1, 10_000_000), size=n, replace=False)
+        df["person_id"] = np.array([f"P{i:07d}" for i in pnum], dtype=object)
         hospitals = list(self.hosp["hospital"])
         effects = core.hospital_effects(st, hospitals)
         tr, intercepts = core.treat(st, df, effects, "treatment_index")
@@ -203,7 +208,7 @@ class Builder:
         re = re[re["surgery_dt"] < self.end_day]
         forms = pd.concat([ops.assign(reop_of_ev=-1), re], ignore_index=True)
         forms = forms.sort_values(["surgery_dt", "person_id", "op_kind"], kind="stable").reset_index(drop=True)
-        forms["op_id"] = np.char.add("O", np.char.zfill(np.arange(1, len(forms) + 1).astype(str), 8))
+        forms["op_id"] = ids("O", 1, len(forms), 8)
         prim = forms[forms["op_kind"] == "primary"].set_index("ev_id")["op_id"]
         forms["primary_op_id"] = np.where(forms["reop_of_ev"] >= 0,
                                           prim.reindex(forms["reop_of_ev"]).to_numpy(), None)
@@ -260,10 +265,9 @@ class Builder:
         defect |= m_asa | m_cog | inv | imp
         dup = ~defect & (rng.random(n) < model.P_DUPLICATE_NHFR)
         d = forms[dup].copy()
-        d["op_id"] = np.char.add("O", np.char.zfill(np.arange(n + 1, n + 1 + len(d)).astype(str) , 8))
         # new ids must not collide with existing ones: existing ids run to the pre-coverage count
         top = int(forms["op_id"].str[1:].astype(int).max())
-        d["op_id"] = np.char.add("O", np.char.zfill(np.arange(top + 1, top + 1 + len(d)).astype(str), 8))
+        d["op_id"] = ids("O", top + 1, len(d), 8)
         self.imperf.update({"missing_asa": int(m_asa.sum()), "missing_cognitive": int(m_cog.sum()),
                             "invalid_fracture_type": int(inv.sum()), "impossible_dates_nhfr": int(imp.sum()),
                             "duplicate_nhfr_forms": int(dup.sum())})
@@ -276,7 +280,7 @@ class Builder:
         ev = self._fracture_events(df, second)
         ev["ev_id"] = np.arange(len(ev))
         # index and second hip fracture stays
-        adm_day = np.floor(ev["fracture_day"] + ev["hours_to_admission"] / 24)
+        adm_day = np.floor(_dt_min(ev["fracture_day"] + ev["hours_to_admission"] / 24))   # = NHFR admission date
         los = np.maximum(1, np.round(np.exp(rng.normal(np.log(5.5), 0.5, len(ev)))))
         death_day = np.floor(ev["fracture_day"] + ev["death_rel"])
         dis = np.minimum(adm_day + los, death_day)
@@ -350,13 +354,16 @@ class Builder:
             "care_level": np.where(inpat, "inpatient", "outpatient"), "diag_main": oc,
             "diag_secondary": None, "procedures": None, "_kind": "other_fracture"}))
         npr = pd.concat(parts, ignore_index=True)
-        npr = npr[(npr["admission_day"] < self.end_day)].copy()
+        dday = pd.Series(np.floor(df["fracture_day"].to_numpy() + df["death_t"].to_numpy()),
+                         index=df["person_id"].to_numpy())
+        alive_then = npr["admission_day"].to_numpy() <= dday.reindex(npr["person_id"]).to_numpy()
+        npr = npr[(npr["admission_day"] < self.end_day) & alive_then].copy()
         npr["discharge_day"] = np.minimum(npr["discharge_day"], self.end_day - 1)
         npr["discharge_day"] = np.maximum(npr["discharge_day"], npr["admission_day"])
         npr["trust"] = npr["hospital"].map(self.trust_of)
         npr = npr.sort_values(["admission_day", "person_id", "diag_main", "_kind", "hospital"],
                               kind="stable").reset_index(drop=True)
-        npr["episode_id"] = np.char.add("E", np.char.zfill(np.arange(1, len(npr) + 1).astype(str), 9))
+        npr["episode_id"] = ids("E", 1, len(npr), 9)
         npr = self._npr_imperfections(npr, rng)
         cols = ["person_id", "episode_id", "hospital", "trust", "admission_day", "discharge_day", "care_level",
                 "diag_main", "diag_secondary", "procedures"]
@@ -472,7 +479,7 @@ class Builder:
         k = k[k["start_day"] < self.end_day].copy()
         k.loc[k["end_day"] >= self.end_day, "end_day"] = np.nan
         k = k.sort_values(["start_day", "person_id", "service"], kind="stable").reset_index(drop=True)
-        k["service_id"] = np.char.add("K", np.char.zfill(np.arange(1, len(k) + 1).astype(str), 9))
+        k["service_id"] = ids("K", 1, len(k), 9)
         self._kpr_truth = {"p_new_nursing_home_mean": float(p_new_nh[~nh].mean())}
         return k[["person_id", "service_id", "service", "start_day", "end_day", "municipality"]].rename(
             columns={"start_day": "start_date", "end_day": "end_date"})
@@ -555,7 +562,7 @@ class Builder:
         rx["person_id"] = df["person_id"].to_numpy()[rx["pidx"]]
         rx["ddd"] = [DRUGS[a][1] for a in rx["atc"]]
         rx = rx.sort_values(["day", "person_id", "atc"], kind="stable").reset_index(drop=True)
-        rx["rx_id"] = np.char.add("R", np.char.zfill(np.arange(1, len(rx) + 1).astype(str), 9))
+        rx["rx_id"] = ids("R", 1, len(rx), 9)
         return rx[["person_id", "rx_id", "day", "atc", "ddd"]].rename(columns={"day": "dispensing_date"})
 
     # ------------------------------------------------------------------------------------------
@@ -585,6 +592,8 @@ class Builder:
         treatment["osteo_med_12m"]["national_rate"] = med["overall_rate"]
         edges = surv["edges"]
         hr = {k: float(np.exp(v)) for k, v in model.LOG_HR.items()}
+        nonpos = np.flatnonzero(surv["excess"] <= 0)
+        excess_zero = float(edges[nonpos[0]] / 365.25) if len(nonpos) else None
         days_m = np.unique(np.concatenate([np.arange(0, 61), np.arange(60, 366, 7), np.arange(365, 6210, 91),
                                            [model.DURATION_YEARS * 365.25]]))
         mortality = {
@@ -609,6 +618,19 @@ class Builder:
                                         "male": surv["net_by_sex"][1].tolist()},
                              "definition": "mean over all index fractures of each patient's exact net "
                                            "survival exp(-int h_pop (m(t) exp(beta'x - centre) - 1))"},
+            "net_survival_by_year": {
+                "n": {str(y): n for y, n in surv["n_by_year"].items()},
+                "sum_surv": {str(y): v.tolist() for y, v in surv["net_sum_by_year"].items()},
+                "definition": "per fracture year: the SUM over that year's index fractures of exact net "
+                              "survival at net_survival.days; the truth for any set of years is "
+                              "sum(sum_surv) / sum(n) over those years"},
+            "excess_zero_years": excess_zero,
+            "excess_zero_definition": "first time (years) at which the true marginal net excess hazard of all "
+                                      "index fractures is <= 0. It comes before duration_years because "
+                                      "patients with exp(beta'x - centre) < 1 have a hazard below the "
+                                      "population's once m(t) exp(beta'x - centre) < 1; their individual net "
+                                      "survival then rises above 1, so the marginal net survival is not "
+                                      "monotone after this time",
             "duration_years": model.DURATION_YEARS,
             "duration_definition": (f"m(t) is exactly 1 from {model.DURATION_YEARS:g} years after the fracture on "
                                     f"(it tapers linearly from {model.TAPER_START_YEARS:g} years): the "
