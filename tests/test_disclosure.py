@@ -131,3 +131,53 @@ def test_strict_check_names_table_column_and_row():
     msg = str(err.value)
     assert "figure 'funnel'" in msg and "column 'n'" in msg and "hospital=Bodø" in msg and ": 3" in msg
     disclosure.check_no_small_cells(suppress(df, 5).frame, "ok", 5)  # suppressed: passes
+
+
+def test_stacked_table_gets_a_complement_within_each_indicator():
+    # two indicators stacked; one small cell in each would be protected by the whole-table rule
+    # alone (two withheld cells in the table) but each indicator's national total is published:
+    # each indicator needs its own complement
+    df = pd.DataFrame({"indicator": ["a"] * 4 + ["b"] * 4, "hospital": list("WXYZ") * 2,
+                       "n": [100, 80, 60, 90, 100, 80, 60, 90],
+                       "events": [3, 70, 50, 80, 90, 60, 2, 85]})
+    res = suppress(df, 5, counts=["n", "events"], derived={"events": []})
+    gone = res.frame["events"].isna().to_numpy()
+    assert gone[:4].sum() >= 2 and gone[4:].sum() >= 2
+    # an explicit grouping gives exactly one complement per indicator (the next smallest)
+    res = suppress(df, 5, counts=["n", "events"], derived={"events": []}, by=["indicator"])
+    assert sorted(res.secondary) == [(2, "events"), (5, "events")]
+
+
+def test_relabelled_dimensions_count_once():
+    df = pd.DataFrame({"hospital": list("ABCD"), "hospital_name": ["Ahus", "Bodø", "Car", "Dal"],
+                       "region": ["S", "S", "N", "N"], "n": [3, 50, 40, 60]})
+    assert disclosure.dimension_columns(df, ["n"]) == ["hospital", "region"]
+    res = suppress(df, 5, counts=["n"])
+    # within region S the complement of A (3) is B (50): the region total would reveal A otherwise
+    assert list(res.frame["n"].isna()) == [True, True, False, False]
+
+
+def test_on_the_tiny_cohort(tiny_cohort, tiny_params, tmp_path):
+    """The real cohort is refused (with and without its id columns); an indicator table by hospital
+    from it is exported with its small cells withheld and nothing small left in any count column."""
+    from hipfrac.export import Exporter
+
+    with pytest.raises(DisclosureError, match="person_id"):
+        disclosure.check_person_level(tiny_cohort, "cohort")
+    anonymous = tiny_cohort.drop(columns=["person_id", "op_id"])
+    reasons = disclosure.person_level_reasons(anonymous)
+    assert any("death_date" in r for r in reasons) and any("one row per person" in r for r in reasons)
+    sample = tiny_cohort[["age", "sex", "followup_days", "dead"]].head(40)
+    assert disclosure.person_level_reasons(sample)
+
+    d = tiny_cohort[tiny_cohort["surgery_48h"].notna()]
+    g = (d.groupby("hospital").agg(n=("surgery_48h", "size"), events=("surgery_48h", "sum"))
+         .reset_index().sort_values("hospital", ignore_index=True))
+    g["prop"] = g.events / g.n
+    assert disclosure.small_cells(g, 5), "the tiny cohort should have hospitals with small counts"
+    out = Exporter(tiny_params, "99_tiny", output_dir=tmp_path)
+    path = out.table(g, "surgery_48h_by_hospital", counts=["n", "events"], derived={"events": ["prop"], "n": ["prop"]})
+    written = pd.read_csv(path)
+    assert disclosure.small_cells(written, 5) == []
+    assert written["events"].isna().sum() != 1 and written["n"].isna().sum() != 1
+    assert written.loc[written["events"].isna(), "prop"].isna().all()

@@ -6,8 +6,10 @@ Rules (the Exporter applies them; notebooks and figure functions may call `suppr
    is withheld. Zero is not a small cell (it reveals nobody) and is kept.
 2. Complementary (secondary) suppression, so that a withheld count cannot be recovered by
    subtraction from a total:
-   - column groups: within each count column, the rows of one group (`by` columns; default the
-     whole table) add up to a total that is printed in a total row or may be published elsewhere.
+   - column groups: within each count column, the rows of one group add up to a total that is
+     printed in a total row or may be published elsewhere. Default: the whole table, and every line
+     of it along each dimension (text or integer column), e.g. the hospitals of one indicator and
+     the indicators of one hospital in a stacked table; `by` columns give the groups explicitly.
      When such a group holds exactly one withheld cell, the next smallest positive cell of the same
      column and group is withheld too (a total row is only chosen when no other cell is left).
    - row groups: count columns that add up to a total column within each row (`row_totals`,
@@ -157,6 +159,51 @@ def _row_label(df: pd.DataFrame, pos: int) -> str:
     return f"row {pos}" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
+    """Columns that classify rows (text, category, integer non-count), one per 1:1-equivalent set
+    (e.g. hospital and hospital_name count once)."""
+    dims = []
+    for c in df.columns:
+        s = df[c]
+        if c in counts or pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s):
+            continue
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_integer_dtype(s):
+            continue
+        key = s.astype(str)
+        if any(df.groupby(key, sort=False)[d].nunique(dropna=False).max() == 1
+               and df.groupby(df[d].astype(str), sort=False)[c].nunique(dropna=False).max() == 1 for d in dims):
+            continue  # a relabelling of a dimension already kept
+        dims.append(c)
+    return dims
+
+
+def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
+    if not cols:
+        return [np.arange(len(df))]
+    keys = df[cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
+    return [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
+
+
+def column_groups(df: pd.DataFrame, counts, by=None) -> list[np.ndarray]:
+    """Sets of rows whose counts add up to a (published or derivable) total, per count column.
+
+    by given: the rows sharing the values of `by`. by None: the whole table, plus every line of the
+    table along each dimension column (rows equal in all other dimensions), so that stacked tables
+    (indicator x hospital, year x region x sex) get complements within each of their margins.
+    """
+    if by:
+        return _partition(df, list(by))
+    groups = {tuple(range(len(df))): np.arange(len(df))}
+    dims = dimension_columns(df, counts)
+    if len(dims) >= 2:
+        for k in dims:
+            for g in _partition(df, [d for d in dims if d != k]):
+                if len(g) > 1:
+                    groups.setdefault(tuple(g), g)
+    # finest lines first: their complements usually protect the coarser margins too
+    return sorted(groups.values(), key=len)
+
+
 def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=None,
              row_totals="auto", complementary: bool = True) -> Suppression:
     """Withhold small counts, their complements and values derived from them.
@@ -166,8 +213,8 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
     counts: count columns (None: found by name, see `is_count_col`).
     derived: {count column: [columns computed from it]}; None: every non-count numeric column of a row
         with a withheld count.
-    by: columns defining column groups for complementary suppression (None: the whole table is one
-        group, the conservative choice when a national total is published).
+    by: columns defining column groups for complementary suppression (None: the whole table and every
+        line along each dimension column, see `column_groups`; conservative).
     row_totals: {total column: [part columns]} adding up within a row, "auto" to detect, or None.
     complementary: False turns secondary suppression off (only for tables whose totals are not
         published anywhere; documented in the notebook).
@@ -193,11 +240,7 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
 
     if complementary and counts and sup.to_numpy().any():
         tot_rows = set(total_rows(df))
-        if by:
-            keys = df[list(by)].astype(str).agg("\x1f".join, axis=1).to_numpy()
-            groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
-        else:
-            groups = [np.arange(n)]
+        groups = column_groups(df, counts, by)
         if row_totals == "auto":
             rt = _auto_row_totals(vals.drop(index=[r for r in tot_rows if r in vals.index]))
         else:
