@@ -1,5 +1,6 @@
 """Time-dependent treatment exposure: episode splitting and Cox fit agree with R survival (tmerge, coxph)
-on the Stanford heart transplant data (jasa; transplant as the time-dependent exposure)."""
+on the Stanford heart transplant data (jasa; transplant as the time-dependent exposure); fixtures written
+by tests/reference/prevention.R."""
 
 import json
 from pathlib import Path
@@ -34,17 +35,42 @@ def test_split_equals_tmerge(heart):
     np.testing.assert_allclose(long[COVS].to_numpy(), r[COVS].to_numpy(), rtol=1e-12)
 
 
-def test_cox_time_varying_matches_coxph_efron(heart):
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_cox_time_varying_matches_coxph(heart, ties):
     persons, _, ref = heart
     long = split_at_exposure(persons, id="id", time="time", event="event", exposure_time="exposure_time",
                              covariates=COVS)
-    fit = TimeVaryingCox().fit(long, COVS + ["exposed"])
-    r = ref["efron"]
+    fit = TimeVaryingCox(ties=ties).fit(long, COVS + ["exposed"])
+    r = ref[ties]
     s = fit.summary.set_index("term").loc[r["terms"]]
-    np.testing.assert_allclose(s["coef"], r["coef"], rtol=1e-6)
-    np.testing.assert_allclose(s["se"], r["se"], rtol=1e-5)
-    assert fit.loglik == pytest.approx(r["loglik"], abs=1e-6)
+    np.testing.assert_allclose(s["coef"], r["coef"], rtol=1e-8)
+    np.testing.assert_allclose(s["se"], r["se"], rtol=1e-8)
+    assert fit.loglik == pytest.approx(r["loglik"], abs=1e-8)
+    assert fit.loglik_null == pytest.approx(r["loglik_null"], abs=1e-8)
     assert (fit.n_subjects, fit.n_events) == (103, r["nevent"])
+
+
+def test_vectorised_equals_lifelines_ctv(heart):
+    persons, _, ref = heart
+    long = split_at_exposure(persons, id="id", time="time", event="event", exposure_time="exposure_time",
+                             covariates=COVS)
+    a = TimeVaryingCox().fit(long, COVS + ["exposed"]).summary
+    b = TimeVaryingCox(method="lifelines").fit(long, COVS + ["exposed"]).summary
+    np.testing.assert_allclose(a["coef"], b["coef"], rtol=1e-6)
+    np.testing.assert_allclose(a["se"], b["se"], rtol=1e-5)
+    np.testing.assert_allclose(b["coef"], ref["efron"]["coef"], rtol=1e-6)
+
+
+def test_fixed_covariates_equal_lifelines_coxph(heart):
+    """One row per person (start = 0): an ordinary Cox model, as lifelines CoxPHFitter."""
+    from lifelines import CoxPHFitter
+
+    persons, _, _ = heart
+    d = persons.assign(start=0.0, ever=persons["exposure_time"].notna().astype(int))
+    a = TimeVaryingCox().fit(d, COVS + ["ever"], start="start", stop="time").summary
+    b = CoxPHFitter().fit(d[["time", "event", *COVS, "ever"]], "time", "event")
+    np.testing.assert_allclose(a["coef"], b.params_.loc[COVS + ["ever"]], rtol=1e-5)
+    np.testing.assert_allclose(a["se"], b.standard_errors_.loc[COVS + ["ever"]], rtol=1e-4)
 
 
 def test_split_exposure_window_and_edges():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from hipfrac.variation import observed_expected, wilson_ci
 
@@ -488,39 +489,145 @@ def split_at_exposure(data: pd.DataFrame, *, id: str, time: str, event: str, exp
 
 
 class TimeVaryingCox:
-    """Cox model on (start, stop] data (Efron ties) via lifelines' CoxTimeVaryingFitter.
+    """Cox proportional hazards model on counting-process (start, stop] data: time-dependent covariates.
 
     fit(long, covariates, id="id", start="start", stop="stop", event="event") -> self
-    summary: term, coef (log HR), se, hr, lower, upper (95 %), p; also `loglik`, `n_subjects`, `n_events`.
-    Times in whatever unit the data use (days here).
+    summary: term, coef (log HR), se, hr, lower, upper (95 % Wald), p; also `loglik`, `loglik_null`,
+    `n_subjects`, `n_events`, `n_iter`. Times in whatever unit the data use (days here).
+
+    A row is at risk at an event time t when start < t <= stop (as R's survival::coxph). ties: "efron"
+    (default, as coxph) or "breslow". method "vectorised" (default) computes the risk-set sums once per
+    Newton step with binned reverse cumulative sums, O(rows x p^2 + event times x p^2), seconds at
+    national scale; method "lifelines" uses lifelines' CoxTimeVaryingFitter (Efron only; O(event times x
+    rows) per step: 14 s for 12,000 patients, minutes nationally). Both agree with coxph on R's jasa
+    data (tests/test_prevention_tvcox.py).
     """
 
-    def __init__(self, penalizer: float = 0.0):
-        self.penalizer = penalizer
+    def __init__(self, ties: str = "efron", method: str = "vectorised", tol: float = 1e-10, max_iter: int = 50):
+        if ties not in ("efron", "breslow"):
+            raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+        if method not in ("vectorised", "lifelines"):
+            raise ValueError(f"method must be 'vectorised' or 'lifelines', got {method!r}")
+        if method == "lifelines" and ties != "efron":
+            raise ValueError("lifelines' CoxTimeVaryingFitter implements Efron ties only")
+        self.ties, self.method, self.tol, self.max_iter = ties, method, tol, max_iter
         self.summary: pd.DataFrame | None = None
 
     def fit(self, long: pd.DataFrame, covariates, *, id: str = "id", start: str = "start", stop: str = "stop",
             event: str = "event") -> TimeVaryingCox:
-        from lifelines import CoxTimeVaryingFitter
-
         covariates = list(covariates)
         _need(long, [id, start, stop, event, *covariates], "TimeVaryingCox.fit")
         d = long[[id, start, stop, event, *covariates]]
         if d.isna().any().any():
             raise ValueError("TimeVaryingCox.fit: missing values in " +
                              ", ".join(c for c in d.columns if d[c].isna().any()))
-        ctv = CoxTimeVaryingFitter(penalizer=self.penalizer)
-        ctv.fit(d, id_col=id, event_col=event, start_col=start, stop_col=stop)
-        s = ctv.summary
-        self.fitter = ctv
+        if (d[stop] <= d[start]).any():
+            raise ValueError(f"TimeVaryingCox.fit: {int((d[stop] <= d[start]).sum())} rows with stop <= start")
+        if self.method == "lifelines":
+            coef, cov, ll, ll0, n_iter = self._fit_lifelines(d, covariates, id, start, stop, event)
+        else:
+            x = d[covariates].to_numpy(float)
+            coef, cov, ll, ll0, n_iter = self._fit_vectorised(
+                d[start].to_numpy(float), d[stop].to_numpy(float), d[event].to_numpy(int), x)
+        se = np.sqrt(np.diag(cov))
+        z = stats.norm.ppf(0.975)
         self.summary = pd.DataFrame({
-            "term": list(s.index), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
-            "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
-            "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()})
-        self.loglik = float(ctv.log_likelihood_)
+            "term": covariates, "coef": coef, "se": se, "hr": np.exp(coef), "lower": np.exp(coef - z * se),
+            "upper": np.exp(coef + z * se), "p": 2 * stats.norm.sf(np.abs(coef / se))})
+        self.loglik, self.loglik_null = float(ll), float(ll0)
+        self.n_iter = None if n_iter is None else int(n_iter)
         self.n_subjects = int(d[id].nunique())
         self.n_events = int(d[event].sum())
         return self
+
+    # --- lifelines (reference implementation, slow) ----------------------------------------------
+    @staticmethod
+    def _fit_lifelines(d, covariates, id, start, stop, event):
+        from lifelines import CoxTimeVaryingFitter
+
+        ctv = CoxTimeVaryingFitter()
+        ctv.fit(d, id_col=id, event_col=event, start_col=start, stop_col=stop)
+        pos = [list(ctv.params_.index).index(c) for c in covariates]
+        coef = ctv.params_.to_numpy()[pos]
+        cov = np.asarray(ctv.variance_matrix_)[np.ix_(pos, pos)]
+        return coef, cov, ctv.log_likelihood_, np.nan, None
+
+    # --- vectorised Newton-Raphson ---------------------------------------------------------------
+    def _fit_vectorised(self, start, stop, event, x):
+        n, p = x.shape
+        ev_times = np.unique(stop[event == 1])
+        if len(ev_times) == 0:
+            raise ValueError("TimeVaryingCox.fit: no events")
+        J = len(ev_times)
+        # bin k of a row = index of the last event time <= stop (resp. <= start); -1 if none
+        k_stop = np.searchsorted(ev_times, stop, side="right") - 1
+        k_start = np.searchsorted(ev_times, start, side="right") - 1
+        is_ev = event == 1
+        j_ev = np.searchsorted(ev_times, stop[is_ev])           # exact event-time index of each event
+        d_j = np.bincount(j_ev, minlength=J).astype(float)
+        # one term per event for the Efron sum over l = 0 .. d_j - 1
+        order = np.argsort(j_ev, kind="stable")
+        j_term = j_ev[order]
+        first = np.searchsorted(j_term, np.arange(J))
+        l_term = np.arange(len(j_term)) - first[j_term]
+        frac = l_term / d_j[j_term] if self.ties == "efron" else np.zeros(len(j_term))
+        x_ev_sum = x[is_ev].sum(axis=0)
+        iu = np.triu_indices(p)
+
+        def rsum(k, vals):
+            """Sum of vals over rows with bin >= j, for every event-time index j (J x m)."""
+            ok = k >= 0
+            m = vals.shape[1]
+            out = np.empty((J, m))
+            for c in range(m):
+                out[:, c] = np.bincount(k[ok], weights=vals[ok, c], minlength=J)
+            return np.cumsum(out[::-1], axis=0)[::-1]
+
+        def parts(beta):
+            eta = x @ beta
+            w = np.exp(eta - eta.max())  # common scale factor cancels in ratios; loglik corrected below
+            shift = eta.max()
+            xx = (x[:, iu[0]] * x[:, iu[1]])
+            vals = np.column_stack([w, w[:, None] * x, w[:, None] * xx])
+            risk = rsum(k_stop, vals) - rsum(k_start, vals)
+            ev_vals = np.zeros((J, vals.shape[1]))
+            for c in range(vals.shape[1]):
+                ev_vals[:, c] = np.bincount(j_ev, weights=vals[is_ev, c], minlength=J)
+            R = risk[j_term] - frac[:, None] * ev_vals[j_term]   # per Efron term
+            s0 = R[:, 0]
+            s1 = R[:, 1:1 + p]
+            s2u = R[:, 1 + p:]
+            ll = float(eta[is_ev].sum() - np.sum(np.log(s0) + shift))
+            grad = x_ev_sum - (s1 / s0[:, None]).sum(axis=0)
+            s2 = np.zeros((p, p))
+            s2[iu] = (s2u / s0[:, None]).sum(axis=0)
+            s2 = s2 + s2.T - np.diag(np.diag(s2))
+            xbar = s1 / s0[:, None]
+            info = s2 - xbar.T @ xbar
+            return ll, grad, info
+
+        beta = np.zeros(p)
+        ll, grad, info = parts(beta)
+        ll0 = ll
+        n_iter = 0
+        for iteration in range(1, self.max_iter + 1):
+            n_iter = iteration
+            step = np.linalg.solve(info, grad)
+            new = beta + step
+            ll_new, g_new, i_new = parts(new)
+            halvings = 0
+            while ll_new < ll - 1e-12 and halvings < 30:
+                step /= 2
+                new = beta + step
+                ll_new, g_new, i_new = parts(new)
+                halvings += 1
+            done = abs(ll_new - ll) <= self.tol * (abs(ll) + 1e-8) and np.max(np.abs(step)) < 1e-7
+            beta, ll, grad, info = new, ll_new, g_new, i_new
+            if done:
+                break
+        else:
+            raise RuntimeError(f"TimeVaryingCox: no convergence in {self.max_iter} iterations")
+        return beta, np.linalg.inv(info), ll, ll0, n_iter
 
 
 def _model_matrix(cohort: pd.DataFrame, adjust) -> tuple[pd.DataFrame, list[str]]:
@@ -592,12 +699,11 @@ def landmark_effect(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", 
                     adjust=("age", "male", "charlson", "cognitive", "residence"),
                     exclude_prior_users: bool = True) -> tuple[pd.DataFrame, dict]:
     """Landmark analysis: among patients alive, under follow-up and free of the outcome at the landmark,
-    compare those treated by the landmark with the rest (Cox, lifelines CoxPHFitter, Efron ties), follow-up
-    from the landmark. Observational; treatment started after the landmark counts as untreated.
+    compare those treated by the landmark with the rest (Cox, Efron ties; `TimeVaryingCox` with one row
+    per patient), follow-up from the landmark. Observational; treatment started after the landmark counts
+    as untreated.
     Returns (summary, info) like `treatment_effect` (term "treated").
     """
-    from lifelines import CoxPHFitter
-
     d = cohort
     n_prior = 0
     if exclude_prior_users:
@@ -605,18 +711,15 @@ def landmark_effect(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", 
         n_prior = int(prior.sum())
         d = cohort.loc[~prior]
     cr = fracture_competing_data(d, outcome)
-    at_risk = cr["time"] > landmark_days
+    at_risk = (cr["time"] > landmark_days).to_numpy()
     d, cr = d.loc[at_risk], cr.loc[at_risk]
     x, names = _model_matrix(d, adjust)
-    frame = pd.DataFrame({"time": (cr["time"] - landmark_days).to_numpy(),
+    frame = pd.DataFrame({"id": np.arange(len(d)), "start": 0.0,
+                          "stop": (cr["time"] - landmark_days).to_numpy(),
                           "event": (cr["event"] == 1).astype(int).to_numpy(),
                           "treated": (d["days_to_osteo_med"].fillna(np.inf) <= landmark_days).astype(int).to_numpy()})
     frame = pd.concat([frame, x.reset_index(drop=True)], axis=1)
-    cph = CoxPHFitter().fit(frame, duration_col="time", event_col="event")
-    s = cph.summary
-    summary = pd.DataFrame({"term": list(s.index), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
-                            "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
-                            "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()})
+    summary = TimeVaryingCox().fit(frame, ["treated", *names]).summary
     info = {"n_patients": len(frame), "n_events": int(frame["event"].sum()), "n_treated": int(frame["treated"].sum()),
             "n_excluded_prior_users": n_prior, "landmark_days": landmark_days, "outcome": outcome}
     return summary, info

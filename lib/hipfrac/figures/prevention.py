@@ -1,0 +1,182 @@
+"""Figures for secondary prevention (notebook 04). Each function takes tidy, already disclosure-checked
+frames from hipfrac.prevention (suppressed values are missing and drawn as gaps or grey) and returns a
+matplotlib Figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hipfrac.figures import style
+
+# Published reference points (seed 001: Danish Health Authority 2012; seed 002: Swedish care pathway).
+DANISH_SECOND_HIP = {1.0: 0.09, 5.0: 0.20}
+SWEDISH_PERSISTENCE = {1.0: 0.50, 3.0: 0.20}  # 50 % still collect after 1 year, < 20 % after 3 years
+
+
+def _pct(ax, axis="x"):
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
+
+
+def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", national: float | None = None,
+                   target: float | None = None, title: str = "") -> object:
+    """Dot-and-interval chart of treatment shares per unit (sorted by value; missing values in grey).
+
+    frame: one row per unit with `unit`, `value`, `lower`, `upper` (e.g. medication_uptake for one
+    indicator, or uptake_adjusted with value="std_rate").
+    """
+    d = frame.sort_values([value, unit], na_position="first").reset_index(drop=True)
+    fig, ax = style.subplots("single", aspect=max(0.5, 0.09 * len(d) + 0.25))
+    y = np.arange(len(d))
+    ok = d[value].notna()
+    ax.errorbar(d.loc[ok, value], y[ok], xerr=[d.loc[ok, value] - d.loc[ok, "lower"],
+                                             d.loc[ok, "upper"] - d.loc[ok, value]],
+                fmt="o", color=style.PALETTE[0], ecolor=style.GREY, capsize=0)
+    for yy in y[~ok.to_numpy()]:
+        ax.text(0, yy, "  suppressed", va="center", fontsize=6, color=style.GREY)
+    if national is not None:
+        ax.axvline(national, color="black", lw=0.8, ls="--", label=f"national {national:.1%}")
+    if target is not None:
+        ax.axvline(target, color=style.TARGET_COLOURS["high"], lw=0.8, ls=":", label=f"target {target:.0%}")
+    ax.set_yticks(y, d[unit].astype(str))
+    ax.set_xlim(left=0)
+    _pct(ax)
+    ax.set_xlabel("Share treated")
+    if national is not None or target is not None:
+        ax.legend(loc="lower right")
+    ax.set_title(title)
+    return fig
+
+
+def uptake_funnel(funnel: pd.DataFrame, limits: pd.DataFrame, *, target: float, title: str = "") -> object:
+    """Funnel plot: unit proportions against their denominators with exact binomial limits.
+
+    funnel: hipfrac.variation.funnel_table frame (n, prop, outside_95, outside_99.8 ...);
+    limits: hipfrac.variation.funnel_limits over a grid of n (lower_95, upper_95, lower_99.8, upper_99.8).
+    """
+    fig, ax = style.subplots("single")
+    for lvl, ls in (("95", "--"), ("99.8", "-")):
+        ax.plot(limits["n"], limits[f"lower_{lvl}"], color=style.GREY, ls=ls, lw=0.8, label=f"{lvl} % limits")
+        ax.plot(limits["n"], limits[f"upper_{lvl}"], color=style.GREY, ls=ls, lw=0.8)
+    ax.axhline(target, color="black", lw=0.8)
+    out = funnel.get("outside_99.8", pd.Series("", index=funnel.index)).fillna("")
+    colours = np.where(out == "high", style.PALETTE[2], np.where(out == "low", style.PALETTE[3], style.PALETTE[0]))
+    ax.scatter(funnel["n"], funnel["prop"], s=10, c=colours, zorder=3)
+    ax.set_xlabel("Patients (n)")
+    ax.set_ylabel("Share treated")
+    _pct(ax, "y")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right")
+    ax.set_title(title)
+    return fig
+
+
+def uptake_trend(trend: pd.DataFrame, *, x: str = "year", group: str = "indicator", title: str = "") -> object:
+    """Treatment share over calendar years, one line (with 95 % band) per group."""
+    fig, ax = style.subplots("single")
+    for i, (key, g) in enumerate(trend.sort_values(x).groupby(group, sort=True)):
+        c = style.PALETTE[i % len(style.PALETTE)]
+        ax.plot(g[x], g["prop"], marker="o", color=c, label=str(key))
+        ax.fill_between(g[x], g["lower"].astype(float), g["upper"].astype(float), color=c, alpha=0.15, lw=0)
+    ax.set_xlabel("Year of fracture")
+    ax.set_ylabel("Share treated")
+    _pct(ax, "y")
+    ax.set_ylim(bottom=0)
+    ax.legend(title=group.replace("_", " "))
+    ax.set_title(title)
+    return fig
+
+
+def cif_by_group(cif: pd.DataFrame, *, by: str | None = None, reference: dict | None = None,
+                 title: str = "") -> object:
+    """Cumulative incidence of a new fracture at the horizons (points with 95 % CI) per group, with
+    optional published reference points (years -> share, e.g. DANISH_SECOND_HIP)."""
+    fig, ax = style.subplots("single")
+    groups = [(None, cif)] if by is None else list(cif.groupby(by, sort=True))
+    k = len(groups)
+    for i, (key, g) in enumerate(groups):
+        off = (i - (k - 1) / 2) * 0.12
+        c = style.PALETTE[i % len(style.PALETTE)]
+        g = g.sort_values("years")
+        ax.errorbar(g["years"] + off, g["cif"], yerr=[g["cif"] - g["lower"], g["upper"] - g["cif"]],
+                    fmt="o-", color=c, capsize=0, label="all" if key is None else str(key))
+    if reference:
+        ax.scatter(list(reference), list(reference.values()), marker="x", color="black", zorder=4,
+                   label="Denmark (seed 001)")
+    ax.set_xlabel("Years since the hip fracture")
+    ax.set_ylabel("Cumulative incidence")
+    _pct(ax, "y")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def persistence_bars(per: pd.DataFrame, *, reference: dict | None = SWEDISH_PERSISTENCE, title: str = "") -> object:
+    """Share of starters still dispensed 1 and 3 years after starting, with the Swedish figures."""
+    fig, ax = style.subplots("single", aspect=0.6)
+    x = np.arange(len(per))
+    ax.bar(x, per["prop"], color=style.PALETTE[0], label="this cohort")
+    ax.errorbar(x, per["prop"], yerr=[per["prop"] - per["lower"], per["upper"] - per["prop"]], fmt="none",
+                ecolor="black", capsize=2)
+    if reference:
+        ref = [reference.get(float(t), np.nan) for t in per["years"]]
+        ax.scatter(x, ref, marker="D", color=style.PALETTE[1], zorder=3, label="Sweden (seed 002)")
+    ax.set_xticks(x, [f"{t:g} year{'s' if t != 1 else ''}" for t in per["years"]])
+    ax.set_ylabel("Still dispensed")
+    _pct(ax, "y")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def scenario_shares(sc: pd.DataFrame, *, unit: str, title: str = "") -> object:
+    """Current and scenario treatment shares per unit (dots) for each scenario (panels)."""
+    scen = list(dict.fromkeys(sc["scenario"]))
+    fig, axes = style.subplots("onehalf", aspect=0.5, ncols=len(scen), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, scen):
+        g = sc[sc["scenario"] == name].reset_index(drop=True)
+        y = np.arange(len(g))
+        ax.hlines(y, g["share"], g["scenario_share"], color=style.GREY)
+        ax.scatter(g["share"], y, color=style.PALETTE[3], label="now", zorder=3)
+        ax.scatter(g["scenario_share"], y, color=style.PALETTE[2], label="scenario", zorder=3)
+        ax.set_yticks(y, g[unit].astype(str))
+        ax.set_xlim(0, 1)
+        _pct(ax)
+        ax.set_title(name.replace("_", " "))
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    return fig
+
+
+def budget_participation(part: pd.DataFrame, *, currency: str = "NOK", title: str = "") -> object:
+    """Annual savings and costs (millions) by participation share (seed 001's table 4 as bars)."""
+    fig, ax = style.subplots("single", aspect=0.65)
+    x = np.arange(len(part))
+    w = 0.38
+    ax.bar(x - w / 2, part["savings"] / 1e6, w, color=style.PALETTE[2], label="savings")
+    ax.bar(x + w / 2, part["costs"] / 1e6, w, color=style.PALETTE[3], label="costs")
+    ax.set_xticks(x, [f"{p:.0%}" for p in part["participation"]])
+    ax.set_xlabel("Participation")
+    ax.set_ylabel(f"Million {currency} per year")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def hr_forest(rows: pd.DataFrame, *, label: str = "analysis", title: str = "") -> object:
+    """Forest plot of hazard ratios (hr, lower, upper) per row, log scale, line at 1."""
+    fig, ax = style.subplots("single", aspect=max(0.35, 0.12 * len(rows) + 0.2))
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar(rows["hr"], y, xerr=[rows["hr"] - rows["lower"], rows["upper"] - rows["hr"]], fmt="s",
+                color=style.PALETTE[0], capsize=0)
+    ax.axvline(1, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(y, rows[label].astype(str))
+    ax.set_xlabel("Hazard ratio (log scale)")
+    ax.set_title(title)
+    return fig
