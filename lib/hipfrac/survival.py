@@ -248,7 +248,9 @@ class CoxModel:
         for c in cols:
             if X[c].dtype == object:
                 levels = sorted(X[c].unique())
-                ref = reference if (c == unit and reference is not None) else levels[0]
+                counts = X[c].value_counts()
+                ref = reference if (c == unit and reference is not None) else \
+                    sorted(counts[counts == counts.max()].index)[0]      # most frequent level
                 if ref not in levels:
                     raise ValueError(f"reference {ref!r} is not a level of {c!r}: {levels}")
                 terms.append(f"C({c}, Treatment({ref!r}))")

@@ -1,7 +1,41 @@
-"""Params for notebook-level analysis settings of `hipfrac.survival`."""
+"""Params for notebook 02 (survival and relative survival: `hipfrac.survival`, `hipfrac.relsurv`)."""
+
+from pydantic import Field
 
 from .base import Section
 
 
 class SurvivalParams(Section):
-    """Analysis settings (owned by the module; add fields with defaults and docs)."""
+    """Analysis settings of notebook 02 (all times in days since the fracture).
+
+    horizons_days: mortality horizons reported per unit (30 d, 90 d, 1 y, 5 y).
+    at_risk_years: years since fracture at which numbers at risk are shown under Kaplan-Meier curves.
+    km_step_days: grid step of the plotted Kaplan-Meier curves (aggregate, not exact event days).
+    casemix: cohort columns of the case-mix model (risk-adjusted mortality, Cox, standardised curves);
+      categorical missing values are their own level.
+    unit_min_n: units (hospitals, areas) with fewer patients are pooled out of unit-level tables/figures.
+    standardised_times_days: times of the standardised (g-computation) survival by region.
+    n_boot_standardised: bootstrap replicates for the standardised survival CIs (0 = none).
+    net_survival_times_days: times at which net survival is tabulated.
+    excess_breaks_days: interval edges of time since fracture for the net excess hazard and the duration
+      of excess mortality.
+    excess_model_breaks_days: follow-up bands of the excess hazard (Poisson) regression.
+    n_boot_duration: bootstrap replicates for the duration of excess mortality.
+    seed: random seed of every bootstrap in the notebook.
+    """
+
+    horizons_days: tuple[int, ...] = (30, 90, 365, 1826)
+    at_risk_years: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    km_step_days: float = Field(7.0, gt=0, le=91)
+    casemix: tuple[str, ...] = ("age", "male", "asa_group", "charlson", "cognitive", "residence",
+                                "fracture_group")
+    unit_min_n: int = Field(30, ge=1)
+    standardised_times_days: tuple[int, ...] = (30, 365, 1826)
+    n_boot_standardised: int = Field(100, ge=0, le=2000)
+    net_survival_times_days: tuple[int, ...] = (30, 90, 365, 730, 1096, 1826, 3652)
+    excess_breaks_days: tuple[float, ...] = (0, 30, 90, 182.6, 365.241, 730.482, 1095.723, 1460.964, 1826.205,
+                                             2191.446, 2556.687, 2921.928, 3287.169, 3652.41, 4017.651,
+                                             4382.892)
+    excess_model_breaks_days: tuple[float, ...] = (0, 30, 90, 365.241, 730.482, 1826.205, 4382.892)
+    n_boot_duration: int = Field(200, ge=0, le=5000)
+    seed: int = 20260602
