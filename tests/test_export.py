@@ -226,3 +226,16 @@ def test_labels_complete_and_fallback():
     assert labels.t("hospital", "no") == "Sykehus" and labels.t("unknown_thing", "no") == "unknown_thing"
     with pytest.raises(ValueError, match="language"):
         labels.t("hospital", "de")
+
+
+def test_grouped_and_pivoted_frames_are_flattened(tmp_path):
+    out = Exporter(_params(), "99_demo", output_dir=tmp_path)
+    df = pd.DataFrame({"region": ["N", "N", "S", "S"], "sex": ["female", "male"] * 2, "n": [30, 3, 80, 60]})
+    grouped = df.set_index(["region", "sex"])["n"]
+    out.table(grouped, "grouped")
+    assert pd.read_csv(tmp_path / "tables" / "grouped.csv").columns.tolist() == ["region", "sex", "n"]
+    wide = df.pivot_table(index="region", columns="sex", values="n", aggfunc="sum")
+    wide.columns = pd.MultiIndex.from_product([["n"], wide.columns])
+    out.table(wide, "wide", counts=["n / female", "n / male"])
+    w = pd.read_csv(tmp_path / "tables" / "wide.csv")
+    assert w.columns.tolist() == ["region", "n / female", "n / male"] and w["n / male"].isna().sum() == 2

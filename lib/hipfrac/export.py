@@ -90,6 +90,23 @@ def normalize_zip(path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def _tidy(df, what: str) -> pd.DataFrame:
+    """A plain frame: a Series becomes a column, named index levels become columns, multi-level
+    column labels are joined with " / "."""
+    if isinstance(df, pd.Series):
+        df = df.to_frame(df.name if df.name is not None else "value")
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{what}: expected a pandas DataFrame, got {type(df).__name__}")
+    if isinstance(df.index, pd.MultiIndex) or df.index.name is not None:
+        df = df.reset_index()
+    if isinstance(df.columns, pd.MultiIndex):
+        df = df.copy()
+        df.columns = [" / ".join(str(x) for x in c if str(x) != "") for c in df.columns]
+    if len(set(map(str, df.columns))) != len(df.columns):
+        raise ValueError(f"{what}: duplicate column names {list(df.columns)}")
+    return df
+
+
 class Exporter:
     """Writes disclosure-checked tables and figures for one notebook of one run."""
 
@@ -136,10 +153,7 @@ class Exporter:
 
     def _safe(self, df: pd.DataFrame, what: str, counts, derived, by, row_totals):
         """Person-level check, suppression, and the undeclared-count check; (Suppression, undeclared)."""
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"{what}: expected a pandas DataFrame, got {type(df).__name__}")
-        if isinstance(df.index, pd.MultiIndex) or df.index.name is not None:
-            df = df.reset_index()
+        df = _tidy(df, what)
         disclosure.check_person_level(df, what)
         sup = disclosure.suppress(df, self.min_cell, counts, derived, by=by, row_totals=row_totals)
         undeclared = []
@@ -171,6 +185,7 @@ class Exporter:
         """
         self._claim("table", name)
         what = f"table '{name}' (notebook {self.notebook})"
+        df = _tidy(df, what)
         sup, undeclared = self._safe(df, what, counts, derived, by, row_totals)
         safe, mask = sup.frame, sup.mask.reset_index(drop=True)
         safe = safe.reset_index(drop=True)
@@ -224,7 +239,7 @@ class Exporter:
         fdir.mkdir(parents=True, exist_ok=True)
         info = {"name": name, "title": title, "data": data is not None, "unsuppressed_small_cells": 0}
         if data is not None:
-            frame = data.reset_index() if (isinstance(data.index, pd.MultiIndex) or data.index.name) else data
+            frame = _tidy(data, what)
             disclosure.check_person_level(frame, what)
             left = disclosure.small_cells(frame, self.min_cell, counts)
             if left:
