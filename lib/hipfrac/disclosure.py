@@ -180,8 +180,8 @@ def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
 def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
     if not cols:
         return [np.arange(len(df))]
-    keys = df[cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
-    return [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
+    keys = df[cols].astype(str).reset_index(drop=True)
+    return [np.asarray(v) for v in keys.groupby(cols, sort=False).indices.values()]
 
 
 def column_groups(df: pd.DataFrame, counts, by=None) -> list[np.ndarray]:
