@@ -54,6 +54,17 @@ def test_cox_matches_coxph(veteran):
     assert m.cph.log_likelihood_ == pytest.approx(ref["loglik"].iloc[0], abs=1e-4)
 
 
+def test_cox_breslow_engine_matches_coxph(veteran):
+    ref = pd.read_csv(FX / "survival_cox_breslow.csv").set_index("term")
+    m = sv.CoxModel(engine="breslow").fit(veteran, "celltype", casemix=["karno", "age", "trt"], time="time",
+                                          event="status", reference="adeno")
+    got = m.summary.set_index("term")
+    for r_term, term in (("celltypelarge", "celltype[large]"), ("celltypesquamous", "celltype[squamous]"),
+                         ("karno", "karno"), ("age", "age"), ("trt", "trt")):
+        assert got.loc[term, "coef"] == pytest.approx(ref.loc[r_term, "coef"], abs=1e-6)
+        assert got.loc[term, "se"] == pytest.approx(ref.loc[r_term, "se"], rel=1e-5)
+
+
 def test_cox_model_standardised_matches_r_efron(veteran):
     ref = pd.read_csv(FX / "survival_standardised.csv")
     m = sv.CoxModel().fit(veteran, "celltype", casemix=["karno", "age", "trt"], time="time", event="status")
@@ -92,6 +103,6 @@ def test_risk_adjusted_recovers_null_and_flags_outlier():
     d["end_of_followup"] = pd.Timestamp("2024-12-31")
     out, info = sv.risk_adjusted_mortality(d, "unit", horizon=30, casemix=["age", "male"])
     assert info["n"] == n
-    flagged = out.set_index("unit")["flag_99.8"]
+    flagged = out.set_index("unit")["outside_99.8"]
     assert flagged["H"] == "high"
     assert (out.set_index("unit").drop("H")["oe_upper"] > 0.85).all()

@@ -177,19 +177,21 @@ def _formula(casemix, frame) -> str:
     return " + ".join(terms) if terms else "1"
 
 
-def risk_adjusted_mortality(data: pd.DataFrame, unit: str, *, horizon: int = 30,
+def risk_adjusted_mortality(data: pd.DataFrame, unit, *, horizon: int = 30,
                             casemix: Sequence[str] = CASEMIX, outcome: str | None = None,
                             levels=(0.95, 0.998)) -> tuple[pd.DataFrame, dict]:
     """Risk-adjusted mortality per unit: observed / expected deaths within `horizon` days.
 
     Patients with complete potential follow-up to the horizon are used. Expected deaths per patient come
     from a logistic case-mix model (statsmodels GLM binomial on `casemix`, missing categories as their own
-    level) fitted on all units together. Per unit (via `hipfrac.variation.observed_expected`): observed,
-    expected, n, oe with exact Poisson CI, crude, std_rate (O/E x national mortality, the indirectly
-    standardised mortality) with lower/upper; plus exact binomial funnel limits around the national
-    mortality at the unit's n (`hipfrac.variation.funnel_limits`), and `flag_95` / `flag_99.8`
-    ("high" / "low" / "") when std_rate lies outside them.
-    Returns (frame, info): info has the model's n, AUC-free summary (coefficients), national mortality.
+    level) fitted once on all units together. Per unit (via `hipfrac.variation.observed_expected`):
+    observed, expected, n, oe with exact Poisson CI, crude, std_rate (O/E x national mortality, the
+    indirectly standardised mortality) with lower/upper; exact binomial funnel limits around the national
+    mortality at the unit's n (`hipfrac.variation.funnel_limits`): funnel_lower_<L>, funnel_upper_<L>, and
+    outside_<L> ("high" / "low" / "") when std_rate lies outside them.
+    unit: a column name (output keeps it as the unit column) or a list of columns (output stacked with
+    `unit_type` = column name and `unit` = its value).
+    Returns (frame, info): info has n, national mortality, n_excluded_incomplete, the model coefficients.
     """
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
@@ -197,7 +199,8 @@ def risk_adjusted_mortality(data: pd.DataFrame, unit: str, *, horizon: int = 30,
     outcome = outcome or {30: "dead_30d", 90: "dead_90d", 365: "dead_1y"}.get(int(horizon))
     if outcome is None:
         raise ValueError(f"no 0/1 outcome column for horizon {horizon}; pass outcome=")
-    _check(data, [unit, outcome] + list(casemix))
+    unit_list = _units(unit)
+    _check(data, unit_list + [outcome] + list(casemix))
     keep = complete_followup(data, horizon)
     d = data.loc[keep]
     X, info = casemix_frame(d, casemix)
@@ -206,19 +209,26 @@ def risk_adjusted_mortality(data: pd.DataFrame, unit: str, *, horizon: int = 30,
         warnings.simplefilter("ignore")
         model = smf.glm(f"{outcome} ~ {_formula(casemix, X)}", X, family=sm.families.Binomial()).fit()
     p = model.predict(X).to_numpy()
-    dd = pd.DataFrame({unit: d[unit].to_numpy(), outcome: X[outcome].to_numpy(), "_p": p})
-    oe = variation.observed_expected(dd, unit, outcome, "_p")
-    national = float(dd[outcome].mean())
-    lim = variation.funnel_limits(oe["n"].round().astype(int), national, levels=levels)
-    for lv in levels:
-        name = f"{100 * lv:.10g}"
-        lo, hi = lim[f"lower_{name}"].to_numpy(), lim[f"upper_{name}"].to_numpy()
-        oe[f"funnel_lower_{name}"], oe[f"funnel_upper_{name}"] = lo, hi
-        oe[f"flag_{name}"] = np.where(oe["std_rate"] > hi, "high", np.where(oe["std_rate"] < lo, "low", ""))
-    oe.insert(1, "horizon_days", int(horizon))
+    national = float(X[outcome].mean())
+    frames = []
+    for u in unit_list:
+        dd = pd.DataFrame({u: d[u].to_numpy(), outcome: X[outcome].to_numpy(), "_p": p})
+        oe = variation.observed_expected(dd, u, outcome, "_p")
+        lim = variation.funnel_limits(oe["n"].round().astype(int), national, levels=levels)
+        for lv in levels:
+            name = f"{100 * lv:.10g}"
+            lo, hi = lim[f"lower_{name}"].to_numpy(), lim[f"upper_{name}"].to_numpy()
+            oe[f"funnel_lower_{name}"], oe[f"funnel_upper_{name}"] = lo, hi
+            oe[f"outside_{name}"] = np.where(oe["std_rate"] > hi, "high",
+                                             np.where(oe["std_rate"] < lo, "low", ""))
+        oe.insert(1, "horizon_days", int(horizon))
+        if not isinstance(unit, str):
+            oe = oe.rename(columns={u: "unit"})
+            oe.insert(0, "unit_type", u)
+        frames.append(oe)
     info.update(n=int(len(d)), national=national, n_excluded_incomplete=int((~keep).sum()),
                 coefficients=model.params.rename("coef").reset_index().rename(columns={"index": "term"}))
-    return oe, info
+    return pd.concat(frames, ignore_index=True), info
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,17 +238,26 @@ class CoxModel:
     """Cox proportional hazards model of all-cause death with a unit (e.g. region) plus case-mix.
 
         m = CoxModel().fit(cohort, "res_region", casemix=CASEMIX, reference="Helse Sør-Øst")
-        m.summary        # term, coef, se, hr, lower, upper, p (Efron ties; lifelines CoxPHFitter)
-        m.standardised_survival(times=[30, 365])   # g-computation without CIs
+        m.summary        # term, coef, se, hr, lower, upper, p
+        m.standardised_survival(times=[30, 365])   # g-computation without CIs (lifelines engine)
+    engine "lifelines" (default): lifelines CoxPHFitter, Efron ties. engine "breslow": the fast Breslow
+    Newton-Raphson of `hipfrac.risk.BreslowCox` (national scale in about a second), terms named
+    `col[level]` against the most frequent level (or `reference` for the unit). Both agree with
+    survival::coxph with the same ties (tests/test_survival.py).
     Times in days; hazard ratios per unit of numeric covariates (age: per year).
     """
 
-    def __init__(self, penalizer: float = 0.0):
-        self.penalizer = penalizer
+    def __init__(self, penalizer: float = 0.0, engine: str = "lifelines"):
+        if engine not in ("lifelines", "breslow"):
+            raise ValueError(f"engine must be 'lifelines' or 'breslow', got {engine!r}")
+        self.penalizer, self.engine = penalizer, engine
 
     def fit(self, data: pd.DataFrame, unit: str | None, *, casemix: Sequence[str] = CASEMIX,
             time: str = "followup_days", event: str = "dead", reference=None):
         from lifelines import CoxPHFitter
+
+        if self.engine == "breslow":
+            return self._fit_breslow(data, unit, casemix, time, event, reference)
 
         cols = ([unit] if unit else []) + list(casemix)
         _check(data, cols + [time, event])
@@ -269,6 +288,24 @@ class CoxModel:
             "term": s.index.astype(str), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
             "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
             "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()}).reset_index(drop=True)
+        return self
+
+    def _fit_breslow(self, data, unit, casemix, time, event, reference):
+        from hipfrac.risk import BreslowCox
+
+        cols = ([unit] if unit else []) + list(casemix)
+        _check(data, cols + [time, event])
+        X, info = design(data, cols, references={unit: reference} if (unit and reference is not None) else None)
+        self.unit, self.casemix, self.time, self.event, self.design_info = unit, list(casemix), time, event, info
+        m = BreslowCox().fit(data[time].to_numpy(float), data[event].to_numpy(int), X.to_numpy(float))
+        se = np.sqrt(np.diag(m.vcov_naive))
+        z = m.params / se
+        self.breslow_ = m
+        self.log_likelihood_ = float(m.loglik)
+        self.summary = pd.DataFrame({
+            "term": list(X.columns), "coef": m.params, "se": se, "hr": np.exp(m.params),
+            "lower": np.exp(m.params - Z95 * se), "upper": np.exp(m.params + Z95 * se),
+            "p": 2 * stats.norm.sf(np.abs(z))})
         return self
 
     def _baseline_at(self, times) -> np.ndarray:
