@@ -89,13 +89,13 @@ def participation_table(savings_total: float, cost_total: float, participation, 
 
 
 def budget_impact(budget, *, nnt_fracture: float = 20, counts: dict[str, float] | None = None,
-                  n_units: int | None = None, treated_share_usual: float | None = None) -> BudgetResult:
+                  n_units: float | None = None, treated_share_usual: float | None = None) -> BudgetResult:
     """Budget impact of a fracture liaison service (FLS) with seed 001's arithmetic, results in NOK.
 
     budget: `BudgetParams` (unit costs in `budget.currency`, converted with `budget.nok_per_unit`).
     nnt_fracture: patients enrolled per fracture avoided (seed 001: 20).
     counts: fractures per year by type, replacing `budget.fractures[*].count` (types must exist there).
-    n_units: number of FLS units (hospitals), replacing `budget.n_units`.
+    n_units: number of FLS units (may be fractional: staff scaled to volume), replacing `budget.n_units`.
     treated_share_usual: share treated without FLS, replacing `budget.treated_share_usual` (e.g. the
       observed national share).
 
@@ -151,18 +151,21 @@ def budget_for_cohort(cohort: pd.DataFrame, params) -> BudgetResult:
 
     Enrolled patients = mean annual number of index hip fractures in the cohort (all of type "hip", so
     avoided fractures are costed as hip fractures, as seed 001 distributes avoided fractures like the
-    enrolled ones); FLS units = hospitals treating hip fractures in the cohort; treated share without FLS =
-    the cohort's observed `scenario_indicator` share. Unit costs: params.prevention.budget.
+    enrolled ones); FLS units = annual patients / budget.patients_per_unit (seed 001's patients per unit;
+    0 = one unit per hospital treating hip fractures in the cohort); treated share without FLS =
+    the cohort's observed share for `scenario_indicator` (eligible patients). Unit costs:
+    params.prevention.budget.
     """
     p = params.prevention
-    _need(cohort, ["year", "hospital", p.scenario_indicator], "budget_for_cohort")
+    _need(cohort, ["year", "hospital"], "budget_for_cohort")
     if "hip" not in p.budget.fractures:
         raise KeyError("budget_for_cohort needs a 'hip' entry in prevention.budget.fractures")
-    n_years = cohort["year"].nunique()
-    annual = len(cohort) / n_years
-    usual = float(cohort[p.scenario_indicator].mean())
-    return budget_impact(p.budget, nnt_fracture=p.nnt_fracture, counts={"hip": annual},
-                         n_units=int(cohort["hospital"].nunique()), treated_share_usual=usual)
+    annual = len(cohort) / cohort["year"].nunique()
+    usual = float(medication_uptake(cohort, indicators=[p.scenario_indicator])["prop"].iloc[0])
+    b = p.budget
+    units = annual / b.patients_per_unit if b.patients_per_unit > 0 else cohort["hospital"].nunique()
+    return budget_impact(b, nnt_fracture=p.nnt_fracture, counts={"hip": annual}, n_units=units,
+                         treated_share_usual=usual)
 
 
 def budget_table4_wide(result: BudgetResult) -> pd.DataFrame:
@@ -723,3 +726,117 @@ def landmark_effect(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", 
     info = {"n_patients": len(frame), "n_events": int(frame["event"].sum()), "n_treated": int(frame["treated"].sum()),
             "n_excluded_prior_users": n_prior, "landmark_days": landmark_days, "outcome": outcome}
     return summary, info
+
+
+# ==============================================================================================
+# Orchestration helpers for notebook 04 (each returns tidy aggregates)
+# ==============================================================================================
+def with_missing_level(cohort: pd.DataFrame, columns) -> pd.DataFrame:
+    """Copy of the given categorical columns with missing values as the level "missing" (counted, not
+    dropped), for case-mix models."""
+    out = pd.DataFrame(index=cohort.index)
+    for c in columns:
+        s = cohort[c]
+        out[c] = s.astype("object").where(s.notna(), "missing").astype(str)
+    return out
+
+
+def uptake_by_units(cohort: pd.DataFrame, units, indicator: str = "12m", casemix=()) -> pd.DataFrame:
+    """Crude and case-mix adjusted treatment shares for several unit levels, stacked.
+
+    Returns: unit_level, unit, indicator, n, events, prop, lower, upper (crude, Wilson), expected, oe,
+    oe_lower, oe_upper, std_rate, std_lower, std_upper (indirectly standardised, see `uptake_adjusted`).
+    """
+    frames = []
+    for level in units:
+        crude = medication_uptake(cohort, by=level, indicators=[indicator])
+        adj = uptake_adjusted(cohort, level, indicator, casemix)
+        adj = adj.rename(columns={"lower": "std_lower", "upper": "std_upper"})
+        m = crude.merge(adj[[level, "expected", "oe", "oe_lower", "oe_upper", "std_rate", "std_lower", "std_upper"]],
+                        on=level, how="left")
+        m = m.rename(columns={level: "unit"})
+        m.insert(0, "unit_level", level)
+        frames.append(m.drop(columns=["window_days"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def unit_funnel(cohort: pd.DataFrame, unit: str, indicator: str = "12m", levels=(0.95, 0.998)):
+    """Funnel statistics of the crude treatment share per unit around the national share.
+
+    Returns (funnel, info, limits): hipfrac.variation.funnel_table frame and info, and exact binomial
+    limits over a grid of n for drawing.
+    """
+    from hipfrac import variation
+
+    col, window = MED_INDICATORS[indicator]
+    d = cohort.loc[eligible_for_window(cohort, window), [unit, col]]
+    funnel, info = variation.funnel_table(d, unit, col, levels=levels)
+    n_max = int(max(funnel["n"].max(), 10))
+    grid = np.unique(np.round(np.geomspace(5, n_max * 1.1, 120)).astype(int))
+    limits = variation.funnel_limits(grid, info["target"], levels)
+    return funnel, info, limits
+
+
+def unit_random_effect(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=()) -> pd.DataFrame:
+    """Between-unit variation of treatment: random-intercept logistic models (hipfrac.variation) without
+    and with case-mix adjustment. Returns one row per model: model, sigma2, sigma2_lower, sigma2_upper,
+    mor, mor_lower, mor_upper, n_obs, n_groups."""
+    from hipfrac import variation
+
+    col, window = MED_INDICATORS[indicator]
+    elig = eligible_for_window(cohort, window)
+    d = pd.concat([cohort.loc[elig, [unit, col]], with_missing_level(cohort.loc[elig], casemix)], axis=1)
+    rows = []
+    for name, cov in (("crude", []), ("case-mix adjusted", list(casemix))):
+        fit = variation.random_intercept_logit(d, col, unit, cov)
+        rows.append({"model": name, "unit": unit, "indicator": indicator, "sigma2": fit.sigma2,
+                     "sigma2_lower": fit.sigma2_ci[0], "sigma2_upper": fit.sigma2_ci[1], "mor": fit.mor,
+                     "mor_lower": fit.mor_ci[0], "mor_upper": fit.mor_ci[1], "n_obs": fit.n_obs,
+                     "n_groups": fit.n_groups})
+    return pd.DataFrame(rows)
+
+
+def treatment_effects(cohort: pd.DataFrame, params, outcomes=("second_hip_fracture", "any_new_fracture"),
+                      adjust=("age", "male", "charlson", "cognitive", "residence")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Treatment HRs for new fractures from the time-varying Cox models ("started" and "on_treatment"
+    exposure) and the landmark analysis. Returns (effects, models): effects has one row per outcome and
+    analysis (outcome, analysis, hr, lower, upper, p, n_patients, n_events); models every coefficient."""
+    p = params.prevention
+    eff, models = [], []
+    for outcome in outcomes:
+        runs = [(f"time-varying, {ex}", *treatment_effect(cohort, outcome, adjust, exposure=ex,
+                                                           grace_days=p.persistence_grace_days), "exposed")
+                for ex in ("started", "on_treatment")]
+        s, info = landmark_effect(cohort, outcome, p.landmark_days, adjust)
+        runs.append((f"landmark {p.landmark_days:g} days", s, info, "treated"))
+        for name, s, info, term in runs:
+            r = s.set_index("term").loc[term]
+            eff.append({"outcome": outcome, "analysis": name, "hr": r["hr"], "lower": r["lower"],
+                        "upper": r["upper"], "p": r["p"], "n_patients": info["n_patients"],
+                        "n_events": info["n_events"]})
+            models.append(s.assign(outcome=outcome, analysis=name))
+    models = pd.concat(models, ignore_index=True)
+    return pd.DataFrame(eff), models[["outcome", "analysis", *[c for c in models.columns if c not in ("outcome", "analysis")]]]
+
+
+def scenarios_for_cohort(cohort: pd.DataFrame, params, hr: float | None = None) -> pd.DataFrame:
+    """Prevention-potential scenarios by the first unit level of params.prevention.units, per year.
+
+    With NNTs from params (analysis "nnt"); if `hr` (treatment HR for second hip fracture) is given, also
+    with the estimated absolute risk reduction CIF(horizon) x (1 - hr), CIF = the cohort's cumulative
+    incidence of second hip fracture at params.prevention.scenario_horizon_years (analysis "estimated").
+    """
+    p = params.prevention
+    unit = p.units[0]
+    rates = medication_uptake(cohort, by=unit, indicators=[p.scenario_indicator])
+    n_years = cohort["year"].nunique()
+    kw = dict(unit=unit, target_share=p.target_share, nnt_fracture=p.nnt_fracture, nnt_death=p.nnt_death,
+              n_years=n_years)
+    out = [prevention_scenarios(rates, **kw).assign(effect="nnt")]
+    if hr is not None:
+        cif = new_fracture_cif(cohort, "second_hip_fracture", years=[p.scenario_horizon_years])["cif"].iloc[0]
+        if np.isfinite(cif):
+            arr = float(cif) * (1 - hr)
+            out.append(prevention_scenarios(rates, **kw, risk_reduction=arr).assign(effect="estimated"))
+    res = pd.concat(out, ignore_index=True)
+    return res[["effect", *[c for c in res.columns if c != "effect"]]]

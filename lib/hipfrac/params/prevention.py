@@ -51,6 +51,9 @@ class BudgetParams(Section):
     staff_cost_per_unit: staff cost of one FLS per year. Default 1,059,683.29 = table 3's staff line
       (22,253,349) / 21 hospitals; the text rounds it to "about 1.1 mio. kr per FLS".
     n_units: number of hospitals running an FLS (seed 001: 21 hospitals with an emergency department).
+    patients_per_unit: enrolled patients one FLS unit serves (seed 001: 36,110 fractures / 21 units =
+      1,719.52). The Norwegian application scales staff by it (units = annual patients / this); set it to
+      0 to count one unit per hospital treating hip fractures instead.
     dxa_cost: cost of one outpatient visit with DXA scan (DRG 30PR07, 2018: 1,785).
     dxa_share_usual / dxa_share_fls: share scanned without / with FLS (23.5 % / 48 %).
     treated_share_usual / treated_share_fls: share given osteoporosis drugs without / with FLS
@@ -66,6 +69,7 @@ class BudgetParams(Section):
     fractures: dict[str, FractureCost] = Field(default_factory=_seed001_fractures)
     staff_cost_per_unit: float = Field(1_059_683.29, ge=0)
     n_units: int = Field(21, ge=0)
+    patients_per_unit: float = Field(1719.52, ge=0)
     dxa_cost: float = Field(1785, ge=0)
     dxa_share_usual: float = Field(0.235, ge=0, le=1)
     dxa_share_fls: float = Field(0.48, ge=0, le=1)
@@ -88,9 +92,11 @@ class PreventionParams(Section):
     target_share: treatment share every region reaches in scenario (b) (seed 001: 48 % with an FLS).
     nnt_fracture / nnt_death: number needed to treat (enrol) to avoid one new fracture / one death
       (seed 001's 2018 meta-analysis: 20 and 33).
-    scenario_effect: "nnt" uses the NNTs above; "estimated" uses the treatment hazard ratio estimated
-      in the notebook together with the cohort's own cumulative incidence of second hip fracture.
-    scenario_indicator: medication indicator used for the scenarios (cohort column).
+    scenario_horizon_years: horizon of the sensitivity scenario that replaces 1 / nnt_fracture by the
+      estimated absolute risk reduction CIF(horizon) x (1 - HR) (cohort's own second hip fracture
+      cumulative incidence and the time-varying Cox HR).
+    scenario_indicator: medication indicator of the scenarios and the budget model: started within 3, 6
+      or 12 months (cohort columns osteo_med_3m/6m/12m).
     cif_years: horizons (years) of the cumulative incidence of new fractures.
     persistence_years: horizons (years after the first dispensing) of the persistence shares.
     persistence_grace_days: a starter counts as still treated at t if a dispensing falls on or after
@@ -101,14 +107,15 @@ class PreventionParams(Section):
       "on_treatment" = exposed from the first to the last dispensing + persistence_grace_days.
     casemix: cohort columns of the case-mix adjustment (logistic model for expected counts).
     model_terms: terms of the "who is treated" logistic model (statsmodels formula terms).
-    min_unit_n: units with fewer patients are pooled out of unit-level figures (still counted nationally).
+    units: unit levels of the uptake comparisons (cohort columns); the first is used for the scenarios.
+    re_unit: unit of the random-intercept model (median odds ratio).
     """
 
     target_share: float = Field(0.48, gt=0, le=1)
     nnt_fracture: float = Field(20, gt=1)
     nnt_death: float = Field(33, gt=1)
-    scenario_effect: Literal["nnt", "estimated"] = "nnt"
-    scenario_indicator: Literal["osteo_med_3m", "osteo_med_6m", "osteo_med_12m"] = "osteo_med_12m"
+    scenario_horizon_years: float = Field(5, gt=0)
+    scenario_indicator: Literal["3m", "6m", "12m"] = "12m"
     cif_years: tuple[float, ...] = (1, 2, 5, 10)
     persistence_years: tuple[float, ...] = (1, 3)
     persistence_grace_days: float = Field(180, ge=0)
@@ -118,5 +125,6 @@ class PreventionParams(Section):
     model_terms: tuple[str, ...] = (
         "C(age_band)", "C(sex)", "C(cognitive)", "C(residence)", "C(charlson_group)", "osteo_med_before",
     )
-    min_unit_n: int = Field(20, ge=1)
+    units: tuple[str, ...] = ("res_region", "res_trust", "referral_area", "hospital")
+    re_unit: str = "hospital"
     budget: BudgetParams = BudgetParams()
