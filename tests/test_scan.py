@@ -142,3 +142,18 @@ def test_min_cell_taken_from_the_run(clean_run, tmp_path):
 def test_missing_directory_is_an_error(tmp_path, capsys):
     assert scan.cli(Namespace(path=str(tmp_path / "nope"), min_cell=5)) == 2
     assert "no such output run directory" in capsys.readouterr().err
+
+
+def test_time_series_of_counts_is_not_a_leak(clean_run, tmp_path):
+    run = _plant(clean_run, tmp_path)
+    months = pd.DataFrame({"month": pd.date_range("2013-01-01", periods=36, freq="MS").strftime("%Y-%m-%d"),
+                           "n": range(100, 136)})
+    months.to_csv(run / "99_demo" / "tables" / "monthly.csv", index=False)
+    path = run / "99_demo" / "99_demo.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = nbformat.v4.new_code_cell("monthly")
+    cell.outputs = [nbformat.v4.new_output("execute_result", execution_count=3,
+                                           data={"text/plain": months.to_string(), "text/html": months.to_html()})]
+    nb.cells.append(cell)
+    nbformat.write(nb, path)
+    assert scan.scan_run(run) == []

@@ -92,6 +92,10 @@ def _to_number(v):
 
 
 # --- checks ------------------------------------------------------------------------------------
+def _first_of_month(date: str) -> bool:
+    return date.endswith("-01") or date.startswith("01.")
+
+
 def scan_text(text: str, path: str, where: str) -> list[Finding]:
     """Id patterns, exact dates of birth/death, record-like runs of dated lines."""
     out = []
@@ -103,8 +107,11 @@ def scan_text(text: str, path: str, where: str) -> list[Finding]:
     m = _BD_TEXT_RE.search(text)
     if m:
         out.append(Finding(path, where, "exact date of birth or death", repr(m.group(0)[:80])))
-    dated = [ln for ln in text.splitlines() if _DAY_DATE_RE.search(ln)]
-    if len(dated) >= RECORD_TEXT_LINES and len({_DAY_DATE_RE.search(ln).group(0) for ln in dated}) >= RECORD_TEXT_LINES:
+    # many lines holding distinct exact dates look like records; first-of-month dates are periods
+    # of a time series (monthly counts), not events of a person
+    dated = [ln for ln in text.splitlines() if any(not _first_of_month(d) for d in _DAY_DATE_RE.findall(ln))]
+    days = {d for ln in dated for d in _DAY_DATE_RE.findall(ln) if not _first_of_month(d)}
+    if len(dated) >= RECORD_TEXT_LINES and len(days) >= RECORD_TEXT_LINES:
         out.append(Finding(path, where, "record-like text",
                            f"{len(dated)} lines holding distinct exact dates, e.g. {dated[0].strip()[:80]!r}"))
     return out
@@ -120,7 +127,7 @@ def scan_frame(df: pd.DataFrame, path: str, where: str, min_cell: int) -> list[F
     for r in disclosure.person_level_reasons(df):
         out.append(Finding(path, where, "person-level table", r))
     blob = "\n".join(df.astype(str).agg(" ".join, axis=1))
-    out += [f for f in scan_text(blob, path, where) if f.kind != "record-like text" or not out]
+    out += [f for f in scan_text(blob, path, where) if f.kind != "record-like text"]
     for c in df.columns:
         if not _is_count_header(c):
             continue
