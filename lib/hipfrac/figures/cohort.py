@@ -167,7 +167,7 @@ def incidence_dotplot(rates: pd.DataFrame, unit: str = "referral_area", region: 
     if national is not None:
         ax.axvline(national, color="0.3", ls="--", lw=0.7, label="Norway")
     ax.set_yticks(y, d[unit])
-    ax.set_xlabel("hip fractures per 100,000 person-years (age 50+, age- and sex-standardised)")
+    ax.set_xlabel("hip fractures per 100,000 person-years\n(age 50+, age- and sex-standardised)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=r) for r, c in REGION_COLOURS.items()]
     ax.legend(handles=handles, loc="lower right", fontsize=6)
     if title:
