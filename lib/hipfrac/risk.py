@@ -58,6 +58,9 @@ __all__ = [
     "rcs_basis",
     "regression_table",
     "schoenfeld_smooth",
+    "second_fracture_frame",
+    "second_fracture_models",
+    "typical_profiles",
 ]
 
 
@@ -87,7 +90,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
     Factor("fracture_type", "categorical", "fracture_type", "fn_undisplaced", label="Fracture type"),
     Factor("residence", "categorical", "residence", "home", label="Pre-fracture residence"),
     Factor("living_alone", "numeric", "living_alone", label="Living alone", unit="yes vs no"),
-    Factor("education", "categorical", "education", "high", label="Education"),
+    Factor("education", "categorical", "education", "medium", label="Education"),
     Factor("income_quintile", "numeric", "income_quintile", label="Income quintile", unit="per quintile"),
     Factor("delay_band", "categorical", "delay_band", "<24h", label="Fracture to surgery"),
     Factor("operation_type", "categorical", "operation_type", "hemi", label="Operation"),
@@ -312,11 +315,17 @@ class BreslowCox:
                 ll_new = self._loglik(new)
                 h += 1
             beta = new
+            ll_old = ll
             ll, score, info, caches = self._derivs(beta)
-            if np.max(np.abs(step)) < tol:
+            # converged: tiny step, or (as survival::coxph) no relative change in the log-likelihood,
+            # which also ends a monotone likelihood (a level without events: coefficient -> infinity)
+            if np.max(np.abs(step)) < tol or abs(1 - ll_old / ll) < 1e-12:
                 break
         else:
             raise RuntimeError(f"Cox Newton-Raphson did not converge in {max_iter} iterations")
+        # coxph's check for infinite coefficients: the next Newton step is still large
+        nxt = np.abs(np.linalg.solve(info, score))
+        self.infinite = (nxt > 1e-6) & (nxt > np.sqrt(1e-6) * np.abs(beta)) | (np.abs(beta) > 15)
         self.params = beta
         self.loglik = ll
         self.vcov_naive = np.linalg.inv(info)
@@ -437,6 +446,12 @@ def fit_cox(data: pd.DataFrame, factors, *, horizon_days: float | None = None, c
     fit = BreslowCox().fit(t, e, X.to_numpy(float), strata=None if strata is None else d[strata].astype(str).to_numpy(),
                            cluster=None if cluster is None else d[cluster].astype(str).to_numpy())
     cols = list(X.columns)
+    if fit.infinite.any():
+        import warnings
+
+        warnings.warn(f"Cox model{' ' + label if label else ''}: coefficient(s) of "
+                      f"{[c for c, f in zip(cols, fit.infinite) if f]} may be infinite (a level without deaths?)",
+                      stacklevel=2)
     c_index = np.nan
     if concordance:
         c_index = harrell_c(t, e, np.einsum("ij,j->i", X.to_numpy(float), fit.params))
@@ -887,3 +902,78 @@ def adjusted_survival(res: CoxResult, profiles: dict[str, dict], *, days=None) -
         lp = float(x @ res.params.to_numpy())
         rows.append(pd.DataFrame({"profile": name, "day": days, "survival": np.exp(-h0 * np.exp(lp))}))
     return pd.concat(rows, ignore_index=True)
+
+
+def typical_profiles(data: pd.DataFrame, factors) -> dict[str, dict]:
+    """Typical patient profiles for adjusted survival curves: a 'typical' patient (the most common
+    level of every categorical factor, the median of numeric ones, age 85, woman) and variations of it
+    (age 75 and 92; man; ASA 4-5 with cognitive impairment; nursing-home resident; surgery after
+    48 h) — each only if its factor is in the model and the level observed."""
+    cols = {f: _factor(f).column for f in factors}
+    base: dict = {}
+    for f, c in cols.items():
+        kind = _factor(f).kind
+        s = data[c].dropna()
+        if kind == "categorical":
+            base[c] = s.astype(str).value_counts().sort_index().idxmax()
+        else:
+            base[c] = float(np.median(pd.to_numeric(s)))
+    if "age" in cols:
+        base["age"] = 85.0
+    if "male" in cols:
+        base["male"] = 0.0
+    if "nonguideline_implant" in cols:
+        base["nonguideline_implant"] = 0.0
+    profiles = {"typical (85, woman)": dict(base)}
+
+    def variant(name, **kv):
+        for c, v in kv.items():
+            if c not in base:
+                return
+            if _factor(next(f for f, cc in cols.items() if cc == c)).kind == "categorical" and \
+                    v not in set(data[c].dropna().astype(str)):
+                return
+        profiles[name] = {**base, **kv}
+
+    variant("age 75", age=75.0)
+    variant("age 92", age=92.0)
+    variant("man", male=1.0)
+    variant("ASA 4-5 + cognitive impairment", asa_group="4-5", cognitive="yes")
+    variant("nursing home", residence="nursing_home")
+    variant("surgery > 48 h", delay_band=">48h")
+    return profiles
+
+
+COMPETING_REFERENCE = {f.column: f.reference for f in FACTORS.values() if f.kind == "categorical"}
+
+
+def second_fracture_frame(data: pd.DataFrame, covariates) -> tuple[pd.DataFrame, int]:
+    """Competing-risk analysis frame: cr_time (days), cr_event (0 censored, 1 second hip fracture,
+    2 death first), sex, res_region and the covariates ("age10" = age / 10), complete cases; returns
+    (frame, number of rows dropped for a missing covariate)."""
+    d = data.copy()
+    d["age10"] = pd.to_numeric(d["age"]) / 10.0
+    ce = competing_events(d)
+    d["cr_time"], d["cr_event"] = ce.cr_time, ce.cr_event
+    keep_cols = list(dict.fromkeys(["cr_time", "cr_event", "sex", "res_region", *covariates]))
+    missing = [c for c in keep_cols if c not in d.columns]
+    if missing:
+        raise KeyError(f"data lack column(s) {missing} for the second-fracture models")
+    complete = ~d[keep_cols].isna().any(axis=1)
+    return d.loc[complete, keep_cols], int((~complete).sum())
+
+
+def second_fracture_models(data: pd.DataFrame, covariates, *, cluster: str | None = None) -> pd.DataFrame:
+    """Second hip fracture with death as competing event: cause-specific Cox (deaths censored;
+    lifelines, Efron ties) and Fine–Gray subdistribution hazard ratios (hipfrac.competing.fine_gray)
+    for the same covariates on the same complete cases. Tidy: model, term, coef, se, hr, lower, upper,
+    p, n, events."""
+    from hipfrac.competing import cause_specific_cox, fine_gray
+
+    d, _ = second_fracture_frame(data, covariates)
+    ref = {c: COMPETING_REFERENCE[c] for c in covariates if c in COMPETING_REFERENCE}
+    cs = cause_specific_cox(d, time="cr_time", event="cr_event", cause=1, covariates=covariates, reference=ref)
+    fg = fine_gray(d, time="cr_time", event="cr_event", cause=1, covariates=covariates, reference=ref)
+    cols = ["term", "coef", "se", "hr", "lower", "upper", "p", "n", "events"]
+    return pd.concat([cs[cols].assign(model="cause-specific Cox"), fg[cols].assign(model="Fine-Gray")],
+                     ignore_index=True)[["model", *cols]]
