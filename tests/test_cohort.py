@@ -151,3 +151,43 @@ def test_coverage_recovers_truth(tiny_cohort, tiny_params, tiny_synth):
     assert pval > 0.001, f"coverage does not fit the truth: chi2={z2.sum():.1f} on {len(cov)} df"
     c = cohort.load_companion(tiny_params, "coverage")
     assert np.allclose(c["coverage"], (c["n_both"] + c["n_nhfr_only"]) / c["n_total"])
+
+
+def test_rebuild_is_byte_identical(handmade, tmp_path):
+    params, _ = handmade
+    other = write_run(tmp_path, base_frames())
+    cohort.build(other, verbose=False)
+    for name in ["cohort", "flowchart", "coverage", "drops", "population"]:
+        a = (params.cohort_dir / f"{name}.parquet").read_bytes()
+        b = (other.cohort_dir / f"{name}.parquet").read_bytes()
+        assert a == b, name
+
+
+# ---- national scale (slow: make test-slow) -------------------------------------------------------
+@pytest.mark.slow
+def test_national_scale_recovers_imperfections_and_coverage(tmp_path_factory):
+    """Scale 1 synthetic Norway: every injected imperfection found exactly, NPR-only operated fractures =
+    NHFR forms left out, and hospital coverage within binomial noise of the generator's coverage."""
+    from hipfrac import synth
+    from hipfrac.params import load
+
+    d = tmp_path_factory.mktemp("national")
+    spec = {"run": "national", "synth": {"scale": 1.0, "seed": 2026, "out_dir": str(d / "synthetic")},
+            "cohort": {"out_dir": str(d / "cohort")}}
+    (d / "national.yaml").write_text(json.dumps(spec))
+    params = load(d / "national.yaml")
+    s = params.synth
+    synth.generate(params.synth_dir, seed=s.seed, years=s.years, scale=s.scale, imperfections=True, fmt=s.format)
+    cohort.build(params, verbose=False)
+    truth = json.loads((params.synth_dir / "truth.json").read_text())
+    rep = cohort.load_companion(params, "validation_report")
+    for name, (src, col, text) in IMPERFECTIONS.items():
+        hit = rep[(rep["source"] == src) & (rep["column"] == col) & rep["problem"].str.contains(text)]
+        assert int(hit["count"].sum()) == truth["imperfections"][name], name
+    cov = cohort.load_companion(params, "coverage")
+    assert cov["n_npr_only"].sum() == truth["imperfections"]["nhfr_missing_primary"]
+    g = cov.groupby("hospital")[["n_nhfr", "n_total"]].sum()
+    p = g.index.map(truth["coverage"]["by_hospital"]).to_numpy(float)
+    z2 = (g["n_nhfr"] - g["n_total"] * p) ** 2 / (g["n_total"] * p * (1 - p))
+    assert stats.chi2.sf(z2.sum(), len(g)) > 0.001
+    assert np.abs(g["n_nhfr"] / g["n_total"] - p).max() < 0.05
