@@ -151,3 +151,13 @@ def test_report_text_and_clean_run(tmp_path):
     assert text.startswith("Validation: 0 fatal problem(s)")
     assert set(rep["severity"]) == {"warning"}
     _accounted(params, frames)
+
+
+def test_other_coding_is_fatal(tmp_path):
+    def mutate(f):
+        f["npr_episodes"]["diag_main"] = f["npr_episodes"]["diag_main"].str[:3] + "." + \
+            f["npr_episodes"]["diag_main"].str[3:]                      # ICD-10 delivered with dots
+    with pytest.raises(ValidationError) as e:
+        _build(tmp_path, mutate)
+    msg = str(e.value)
+    assert "npr_episodes.csv" in msg and "column 'diag_main'" in msg and "another coding" in msg

@@ -357,7 +357,8 @@ class _Builder:
                     continue
                 bad_action = "drop" if col.name in DROP_IF_BAD.get(name, []) else "null"
                 if col.codes is not None:
-                    v.code_list(col.name, [str(x) for x in col.codes], f"{name}.{col.name}", action=bad_action)
+                    v.code_list(col.name, [str(x) for x in col.codes], f"{name}.{col.name}", action=bad_action,
+                                fatal_above=self.c.fatal_code_fraction)
                 if col.pattern is not None:
                     pat = col.pattern.replace("'", "''")
                     # lists of codes (space-separated): report only, the bad codes never match anything
@@ -367,7 +368,7 @@ class _Builder:
                             schema.PERSON_ID: "person id"}.get(col.pattern, "pattern")
                     v.check(f"{_q(col.name)} IS NOT NULL AND NOT regexp_full_match({_q(col.name)}, '{pat}')",
                             f"code outside the {what} code list", col.name, action=act,
-                            detail=f"expected {col.pattern}")
+                            detail=f"expected {col.pattern}", fatal_above=self.c.fatal_code_fraction)
                 if col.min is not None or col.max is not None:
                     conds = []
                     if col.min is not None:

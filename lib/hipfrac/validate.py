@@ -163,10 +163,20 @@ class Validator:
         return int(n), ex
 
     def check(self, where: str, problem: str, column: str = "", severity: str = "warning",
-              action: str = "keep", table: str | None = None, detail: str = "") -> Problem | None:
-        """Rows of `table` (default the typed table) matching SQL `where` are a problem."""
+              action: str = "keep", table: str | None = None, detail: str = "",
+              fatal_above: float | None = None) -> Problem | None:
+        """Rows of `table` (default the typed table) matching SQL `where` are a problem.
+
+        fatal_above: when more than this share of the column's non-missing values match, the problem is
+        fatal (the column follows another coding than the contract's, e.g. ICD-10 codes with dots)."""
         table = table or self.typed
         n, ex = self._count(table, where)
+        if n and fatal_above is not None and column:
+            n_val = self.con.execute(f"SELECT count({_q(column)}) FROM {table}").fetchone()[0]
+            if n / max(n_val, 1) > fatal_above:
+                severity = "fatal"
+                detail = (detail + "; " if detail else "") + \
+                    f"{n / max(n_val, 1):.0%} of the values: another coding than the contract's?"
         if severity == "fatal":
             action = "stop"
         p = self.report.add(Problem(problem, self.source, self.file, column, severity, n, ex, action, detail))
@@ -228,11 +238,12 @@ class Validator:
         self.check(f"{_q(column)} IS NOT NULL AND NOT regexp_matches({norm}, '{pat}')",
                    f"code outside the {kind.upper()} code list", column, action=action)
 
-    def code_list(self, column: str, allowed: list[str], what: str, action: str = "null") -> None:
+    def code_list(self, column: str, allowed: list[str], what: str, action: str = "null",
+                  fatal_above: float | None = None) -> None:
         """Codes not in an explicit list (municipality, hospital, categorical codes)."""
         lits = ", ".join("'" + str(a).replace("'", "''") + "'" for a in allowed) or "NULL"
         self.check(f"{_q(column)} IS NOT NULL AND CAST({_q(column)} AS VARCHAR) NOT IN ({lits})",
-                   f"code outside the {what} code list", column, action=action)
+                   f"code outside the {what} code list", column, action=action, fatal_above=fatal_above)
 
     def duplicates(self, key: list[str], action: str = "drop", exact: bool = False) -> None:
         """Rows repeating the key of an earlier row (the first occurrence is kept)."""

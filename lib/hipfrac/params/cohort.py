@@ -31,6 +31,8 @@ class CohortParams(Section):
       C79.5 secondary malignant neoplasm of bone.
     fatal_type_fraction: a column where more than this share of the non-missing values fail to parse as
       its contract type has the wrong type (fatal); fewer bad values are warnings (set to missing).
+    fatal_code_fraction: a column where more than this share of the values are outside its code list or
+      pattern follows another coding than the contract (fatal: recode or map it); fewer are warnings.
     duckdb_memory_limit: DuckDB memory limit (spills to disk beyond it), e.g. "3GB".
     out_dir: where cohort.parquet and its companions are written (relative to the project root);
       empty means data/cohort/<run>.
@@ -49,5 +51,6 @@ class CohortParams(Section):
     npr_require_surgery: bool = True
     pathological_codes: tuple[str, ...] = ("M844", "M907", "C795")
     fatal_type_fraction: float = Field(0.10, gt=0, le=1)
+    fatal_code_fraction: float = Field(0.5, gt=0, le=1)
     duckdb_memory_limit: str = "3GB"
     out_dir: str = ""
