@@ -181,3 +181,10 @@ def test_on_the_tiny_cohort(tiny_cohort, tiny_params, tmp_path):
     assert disclosure.small_cells(written, 5) == []
     assert written["events"].isna().sum() != 1 and written["n"].isna().sum() != 1
     assert written.loc[written["events"].isna(), "prop"].isna().all()
+
+
+def test_boolean_flags_are_not_counts():
+    df = pd.DataFrame({"unit": list("abc"), "n": [40, 50, 60], "low_n": [True, False, False],
+                       "low_coverage": pd.array([True, None, False], dtype="boolean")})
+    assert disclosure.detect_counts(df) == ["n"]
+    assert disclosure.small_cells(df, 5) == []

@@ -115,7 +115,14 @@ def is_count_col(name) -> bool:
 
 def detect_counts(df: pd.DataFrame) -> list[str]:
     """Count columns of df found by name (numeric columns only)."""
-    return [c for c in df.columns if is_count_col(c) and _numeric(df[c]).notna().any()]
+    return [c for c in df.columns if is_count_col(c) and not _is_flag(df[c]) and _numeric(df[c]).notna().any()]
+
+
+def _is_flag(s: pd.Series) -> bool:
+    """Boolean flags (e.g. low_n) are not counts, whatever their name."""
+    if pd.api.types.is_bool_dtype(s):
+        return True
+    return s.dtype == object and s.dropna().map(lambda v: isinstance(v, (bool, np.bool_))).all() and s.notna().any()
 
 
 def _numeric(s: pd.Series) -> pd.Series:

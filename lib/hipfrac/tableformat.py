@@ -99,6 +99,8 @@ def format_value(x, kind: str, lang: str = "en") -> str:
     """One value as text for a human-readable table."""
     if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA or x is pd.NaT:
         return MISSING
+    if isinstance(x, (bool, np.bool_)):
+        return labels.t("yes" if x else "no", lang)
     if kind == "text":
         return labels.t(x, lang) if isinstance(x, str) and labels.has(x) else str(x)
     try:
