@@ -521,6 +521,10 @@ class ExcessHazardFitter:
         d = data[data[person_years] > 0]
         X = patsy.dmatrix(formula, d, return_type="dataframe")
         self.design_info_ = X.design_info
+        empty = [c for c in X.columns if not X[c].any()]
+        if empty:
+            raise ValueError(f"excess hazard model: term(s) {empty} have no person-time in the data; "
+                             "drop or merge those levels")
         self.terms_ = list(X.columns)
         Xv = X.to_numpy(float)
         obs = d[observed].to_numpy(float)
@@ -537,7 +541,7 @@ class ExcessHazardFitter:
             mu = dstar + ex
             score = Xv.T @ ((obs / mu - 1.0) * ex)
             info = (Xv * (ex ** 2 / mu)[:, None]).T @ Xv
-            step = np.linalg.solve(info, score)
+            step = np.linalg.lstsq(info, score, rcond=None)[0]    # least squares: robust when near-singular
             # step halving keeps the log-likelihood increasing
             ll = np.sum(obs * np.log(mu) - mu)
             for _ in range(30):
@@ -554,7 +558,8 @@ class ExcessHazardFitter:
         ex = y * np.exp(Xv @ beta)
         mu = dstar + ex
         info = (Xv * (ex ** 2 / mu)[:, None]).T @ Xv
-        cov = np.linalg.inv(info)
+        cov = np.linalg.pinv(info)
+        self.converged_ = bool(np.max(np.abs(step)) < 1e-6)
         self.params_ = pd.Series(beta, index=self.terms_)
         self.cov_ = pd.DataFrame(cov, index=self.terms_, columns=self.terms_)
         se = np.sqrt(np.diag(cov))
