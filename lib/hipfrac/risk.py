@@ -521,7 +521,7 @@ def paf_gcomputation(res: CoxResult, data: pd.DataFrame, *, factor: str, set_fro
     95 % interval by drawing coefficients from their (robust/pooled) normal distribution `draws` times,
     baseline hazard held at its estimate. Needs a model without strata.
     Returns one row: factor, set_from, set_to, day, n, n_exposed, risk_observed, risk_counterfactual,
-    paf, lower, upper, deaths_prevented (expected number)."""
+    paf, lower, upper, prevented_per_1000 (deaths by `day` prevented per 1,000 patients)."""
     if res.baseline_cumhaz is None:
         raise ValueError("paf_gcomputation needs a model without strata (fit with cluster=..., strata=None)")
     set_from = [set_from] if isinstance(set_from, str) else list(set_from)
@@ -549,7 +549,7 @@ def paf_gcomputation(res: CoxResult, data: pd.DataFrame, *, factor: str, set_fro
         "factor": factor, "set_from": "|".join(set_from), "set_to": set_to, "day": day, "n": len(d),
         "n_exposed": int(exposed.sum()), "risk_observed": r_obs, "risk_counterfactual": r_cf, "paf": p,
         "lower": float(np.quantile(ps, 0.025)), "upper": float(np.quantile(ps, 0.975)),
-        "deaths_prevented": (r_obs - r_cf) * len(d),
+        "prevented_per_1000": 1000 * (r_obs - r_cf),
     }])
 
 
@@ -824,8 +824,8 @@ def piecewise_cox(data: pd.DataFrame, factors, *, cuts=(30, 365), cluster: str |
 # publication output
 # --------------------------------------------------------------------------------------------------
 def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Publication table: one row per factor level (reference levels shown with HR 1), HR with 95 %
-    CI as numbers and as text, p; n and events of the model, and (if `data` is given) the number of
+    """Publication table: one row per factor level (reference levels shown with HR 1, `ref` True), HR
+    with 95 % CI, p; n and events of the model, and (if `data` is given) the number of
     patients and deaths (within the horizon) in each level of a categorical factor."""
     s = res.summary.set_index("term")
     rows = []
@@ -840,11 +840,10 @@ def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.Dat
             for lv in lvls:
                 r = {"factor": label, "level": lv}
                 if lv == lvls[0]:
-                    r.update(hr=1.0, lower=np.nan, upper=np.nan, p=np.nan, hr_ci="1 (reference)")
+                    r.update(hr=1.0, lower=np.nan, upper=np.nan, p=np.nan, ref=True)
                 else:
                     x = s.loc[f"{f}[{lv}]"]
-                    r.update(hr=x.hr, lower=x.lower, upper=x.upper, p=x.p,
-                             hr_ci=f"{x.hr:.2f} ({x.lower:.2f}–{x.upper:.2f})")
+                    r.update(hr=x.hr, lower=x.lower, upper=x.upper, p=x.p, ref=False)
                 if data is not None:
                     inlv = (d[fac.column].astype(str) == lv).to_numpy()
                     r.update(n_level=int(inlv.sum()), deaths=int(e[inlv].sum()))
@@ -855,13 +854,12 @@ def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.Dat
             chi2 = float(b @ np.linalg.solve(v, b))
             rows.append({"factor": label, "level": f"spline, {len(terms)} df (see adjusted curves)",
                          "hr": np.nan, "lower": np.nan, "upper": np.nan,
-                         "p": float(stats.chi2.sf(chi2, len(terms))), "hr_ci": ""})
+                         "p": float(stats.chi2.sf(chi2, len(terms))), "ref": False})
         else:
             x = s.loc[terms[0]]
             rows.append({"factor": label, "level": fac.unit or "per unit", "hr": x.hr, "lower": x.lower,
-                         "upper": x.upper, "p": x.p, "hr_ci": f"{x.hr:.2f} ({x.lower:.2f}–{x.upper:.2f})"})
+                         "upper": x.upper, "p": x.p, "ref": False})
     out = pd.DataFrame(rows)
-    out["p_text"] = out.p.map(lambda p: "" if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"))
     out["n"], out["events"] = res.n, res.events
     return out
 
