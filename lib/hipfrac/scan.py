@@ -42,7 +42,8 @@ ID_PATTERNS = {
 }
 _ID_RES = {k: re.compile(rf"(?<![A-Za-z0-9]){v}(?![A-Za-z0-9])") for k, v in ID_PATTERNS.items()}
 _DATE = r"(?:18|19|20)\d{2}-[01]\d-[0-3]\d|[0-3]\d\.[01]\d\.(?:18|19|20)\d{2}"
-_BD_WORDS = r"(?:birth|born|dob|death|died|dod|deceased|f[øo]dsels?dato|f[øo]dt|d[øo]ds?dato|d[øo]de?)"
+_BD_WORDS = (r"(?<![A-Za-zæøåÆØÅ])(?:birth|born|dob|death|died|dod|deceased|f[øo]dsels?dato|f[øo]dt|d[øo]ds?dato"
+             r"|d[øo]de?)(?![a-zæøå])")
 _BD_TEXT_RE = re.compile(rf"{_BD_WORDS}[^\n]{{0,40}}?(?<!\d)({_DATE})(?!\d)|(?<!\d)({_DATE})(?!\d)[^\n]{{0,25}}?{_BD_WORDS}",
                          re.IGNORECASE)
 _DAY_DATE_RE = re.compile(rf"(?<!\d)(?:{_DATE})(?!\d)")
