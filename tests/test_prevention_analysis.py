@@ -168,14 +168,14 @@ def test_prevention_scenarios_arithmetic():
     assert best.loc["A", "additional_treated"] == pytest.approx((0.5 - 0.1) * 1000 / 2)
     assert best.loc["C", "additional_treated"] == 0
     assert best.loc["total", "additional_treated"] == pytest.approx(200 + 350)
-    assert best.loc["total", "fractures_avoided"] == pytest.approx(550 / 20)
-    assert best.loc["total", "deaths_avoided"] == pytest.approx(550 / 33)
+    assert best.loc["total", "avoided_fractures"] == pytest.approx(550 / 20)
+    assert best.loc["total", "avoided_deaths"] == pytest.approx(550 / 33)
     tgt = sc[sc["scenario"] == "target"].set_index("res_region")
     assert tgt.loc["C", "scenario_share"] == 0.5 and tgt.loc["B", "scenario_share"] == 0.48
     assert tgt.loc["total", "scenario_share"] == pytest.approx((480 + 960 + 500) / 4000)
     arr = pv.prevention_scenarios(rates, unit="res_region", target_share=0.48, nnt_fracture=20, nnt_death=33,
                                   risk_reduction=0.1)
-    assert arr.set_index(["scenario", "res_region"]).loc[("target", "total"), "fractures_avoided"] == \
+    assert arr.set_index(["scenario", "res_region"]).loc[("target", "total"), "avoided_fractures"] == \
         pytest.approx(0.1 * (380 + 660 + 0))
 
 

@@ -190,7 +190,7 @@ def prevention_scenarios(rates: pd.DataFrame, *, unit: str, target_share: float,
       reduction of a new fracture per treated patient, e.g. CIF_untreated x (1 - HR)) instead of 1 / NNT.
     Units already above a scenario's share keep their own share (nobody is treated less).
     Returns one row per scenario and unit, plus unit "total": n_per_year, treated_per_year, share,
-    scenario_share, additional_treated, fractures_avoided, deaths_avoided (all per year).
+    scenario_share, additional_treated, avoided_fractures, avoided_deaths (all per year).
     """
     _need(rates, [unit, "n", "events"], "prevention_scenarios")
     r = rates[[unit, "n", "events"]].copy()
@@ -215,10 +215,10 @@ def prevention_scenarios(rates: pd.DataFrame, *, unit: str, target_share: float,
     tot["scenario_share"] = (tot["treated_per_year"] + tot["additional_treated"]) / tot["n_per_year"]
     res = pd.concat([res, tot], ignore_index=True)
     arr = (1.0 / nnt_fracture) if risk_reduction is None else float(risk_reduction)
-    res["fractures_avoided"] = res["additional_treated"] * arr
-    res["deaths_avoided"] = res["additional_treated"] / nnt_death
+    res["avoided_fractures"] = res["additional_treated"] * arr
+    res["avoided_deaths"] = res["additional_treated"] / nnt_death
     cols = ["scenario", unit, "n_per_year", "treated_per_year", "share", "scenario_share",
-            "additional_treated", "fractures_avoided", "deaths_avoided"]
+            "additional_treated", "avoided_fractures", "avoided_deaths"]
     return res[cols].reset_index(drop=True)
 
 

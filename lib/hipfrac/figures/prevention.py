@@ -17,7 +17,7 @@ SWEDISH_PERSISTENCE = {1.0: 0.50, 3.0: 0.20}  # 50 % still collect after 1 year,
 def _pct(ax, axis="x"):
     from matplotlib.ticker import PercentFormatter
 
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
 def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", national: float | None = None,
@@ -41,11 +41,12 @@ def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", natio
     if target is not None:
         ax.axvline(target, color=style.TARGET_COLOURS["high"], lw=0.8, ls=":", label=f"target {target:.0%}")
     ax.set_yticks(y, d[unit].astype(str))
-    ax.set_xlim(left=0)
+    right = np.nanmax([d["upper"].astype(float).max(), national or 0, target or 0])
+    ax.set_xlim(0, 1.1 * right if np.isfinite(right) and right > 0 else 1)
     _pct(ax)
     ax.set_xlabel("Share treated")
     if national is not None or target is not None:
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     ax.set_title(title)
     return fig
 
