@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["COVERAGE_LEVELS", "COMPLETENESS_VARIABLES", "completeness", "coverage_level", "coverage_table",
+__all__ = ["COVERAGE_LEVELS", "COMPLETENESS_BANDS", "COMPLETENESS_VARIABLES", "completeness", "completeness_band",
+           "coverage_level", "coverage_table",
            "registrations", "self_sufficiency"]
 
 LOW_COVERAGE = 0.60
@@ -97,6 +98,18 @@ def completeness(cohort: pd.DataFrame, by: str | Sequence[str] = "hospital",
     order = {v: i for i, v in enumerate(variables)}
     out["_o"] = out["variable"].map(order)
     return out.sort_values(by + ["_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+COMPLETENESS_BANDS = ("<80%", "80-90%", "90-95%", "95-99%", ">=99%")
+
+
+def completeness_band(complete) -> pd.Series:
+    """Completeness in bands (<80 %, 80-90 %, 90-95 %, 95-99 %, >=99 %): a band gives a range of missing
+    counts, never an exact small count, so it can be shown where the exact share would be suppressed."""
+    c = pd.Series(complete, dtype=float)
+    bins = [-np.inf, 0.80, 0.90, 0.95, 0.99, np.inf]
+    out = pd.cut(c, bins, right=False, labels=list(COMPLETENESS_BANDS)).astype("string")
+    return out
 
 
 def registrations(cohort: pd.DataFrame, by: Sequence[str] = ("hospital", "year")) -> pd.DataFrame:

@@ -129,19 +129,29 @@ def registrations_heatmap(reg: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def completeness_heatmap(comp: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Completeness (% recorded) by hospital (rows) and variable (columns).
+    """Completeness band by hospital (rows) and variable (columns).
 
-    comp: hipfrac.coverage.completeness(...) output (hospital, variable, complete)."""
+    comp: hospital, variable, band (hipfrac.coverage.completeness_band of the completeness shares)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    from hipfrac.coverage import COMPLETENESS_BANDS
+
     style.apply()
     order = list(dict.fromkeys(comp["variable"]))
-    wide = comp.pivot_table(index="hospital", columns="variable", values="complete", aggfunc="first")
-    wide = wide[order].sort_index()
+    codes = comp.assign(code=comp["band"].map({b: i for i, b in enumerate(COMPLETENESS_BANDS)}))
+    wide = codes.pivot_table(index="hospital", columns="variable", values="code", aggfunc="first")
+    wide = wide.reindex(columns=order).sort_index()
+    cmap = ListedColormap(plt.get_cmap(style.SEQUENTIAL_CMAP)(np.linspace(0, 1, len(COMPLETENESS_BANDS))))
+    cmap.set_bad("#DDDDDD")
+    norm = BoundaryNorm(np.arange(-0.5, len(COMPLETENESS_BANDS)), cmap.N)
     fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.2))
-    im = ax.imshow(wide.to_numpy(float) * 100, aspect="auto", cmap=style.SEQUENTIAL_CMAP, vmin=80, vmax=100)
+    im = ax.imshow(np.ma.masked_invalid(wide.to_numpy(float)), aspect="auto", cmap=cmap, norm=norm)
     ax.set_yticks(np.arange(len(wide)), wide.index, fontsize=5)
     ax.set_xticks(np.arange(wide.shape[1]), wide.columns, rotation=60, ha="right", fontsize=6)
     ax.grid(False)
-    fig.colorbar(im, ax=ax, label="recorded (%); below 80 % shown as 80", shrink=0.6)
+    cb = fig.colorbar(im, ax=ax, ticks=np.arange(len(COMPLETENESS_BANDS)), shrink=0.6)
+    cb.ax.set_yticklabels(COMPLETENESS_BANDS)
+    cb.set_label("recorded")
     if title:
         ax.set_title(title)
     return fig
