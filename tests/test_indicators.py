@@ -81,9 +81,9 @@ def test_evaluate_counts_levels_and_flags():
     res = ind_mod.evaluate(_cohort(), cat["surgery_48h"], unit="hospital").set_index("unit")
     # A: 9 analysed (one missing time), all 9 within 48 h -> green; B: 2/4 -> red, low n (min 5)
     assert res.loc["A", ["n", "events", "n_missing"]].tolist() == [9, 9, 1]
-    assert res.loc["A", "level"] == "green" and not res.loc["A", "low_n"]
+    assert res.loc["A", "level"] == "green" and not res.loc["A", "low_n_flag"]
     assert res.loc["B", ["n", "events"]].tolist() == [4, 2]
-    assert res.loc["B", "level"] == "red" and res.loc["B", "low_n"]
+    assert res.loc["B", "level"] == "red" and res.loc["B", "low_n_flag"]
     assert res.loc["B", "prop"] == 0.5
     assert res.loc["B", "lower"] < 0.5 < res.loc["B", "upper"]
     # coverage: A 10/10, B 4/5; neither below 60 %

@@ -45,13 +45,13 @@ def test_grid_trend_tilemap_heat():
            .rename(columns={"hospital": "unit", "size": "n", "sum": "events"}))
     res["prop"] = res.events / res.n
     res["level"] = np.where(res.prop >= 0.9, "green", np.where(res.prop >= 0.8, "yellow", "red"))
-    res["low_n"] = res.n < 30
+    res["low_n_flag"] = res.n < 30
     res["low_coverage"] = False
     res["indicator"] = "a"
     res2 = res.assign(indicator="b", level="none")
     res2.loc[0, "prop"] = np.nan
     fig = fv.hospital_grid(pd.concat([res, res2]), {"a": "Indicator A"})
-    assert len(fig.axes[0].patches) == 24
+    assert len(fig.axes[0].texts) >= 24
     plt.close(fig)
     nat = d.groupby("year").y.agg(["size", "sum"]).reset_index()
     nat["prop"] = nat["sum"] / nat["size"]

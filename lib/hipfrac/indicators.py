@@ -8,7 +8,7 @@
     oe = indicators.case_mix(cohort, cat["surgery_48h"], unit="hospital", adjustment=[...])
 
 Proportions are fractions in [0, 1]. Every unit is returned, including those with few patients
-(flagged `low_n`) and with low register coverage (flagged `low_coverage`); nothing is dropped.
+(flagged `low_n_flag`) and with low register coverage (flagged `low_coverage`); nothing is dropped.
 Adding an indicator is adding a catalogue entry; no code.
 """
 
@@ -220,7 +220,7 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     unit: a cohort unit column (hospital, hosp_trust, hosp_region, referral_area) or None (national).
     min_n: override of the indicator's minimum n (None or 0 = the catalogue's).
     Returns one row per unit (x year), sorted: indicator, unit_level, unit, [year], n (analysed
-    denominator), events, prop, lower, upper, level (green/yellow/red/none), low_n (n < min n),
+    denominator), events, prop, lower, upper, level (green/yellow/red/none), low_n_flag ("low n": n < min n),
     coverage (register coverage of the unit, NaN when not computable), low_coverage, n_missing
     (eligible with a missing numerator). Units with no eligible patient do not appear.
     """
@@ -245,7 +245,7 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     g["lower"], g["upper"] = variation.wilson_ci(g["events"], g["n"], level)
     g["level"] = ind.level(g["prop"])
     mn = ind.min_n if not min_n else int(min_n)
-    g["low_n"] = g["n"] < mn
+    g["low_n_flag"] = g["n"] < mn
     cov = unit_coverage(cohort, unit, by_year)
     if cov is None:
         g["coverage"] = np.nan
@@ -258,7 +258,7 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     g.insert(1, "unit_level", unit or "national")
     g = g.rename(columns={ucol: "unit"})
     cols = ["indicator", "unit_level", "unit"] + (["year"] if by_year else []) + [
-        "n", "events", "prop", "lower", "upper", "level", "low_n", "coverage", "low_coverage", "n_missing"]
+        "n", "events", "prop", "lower", "upper", "level", "low_n_flag", "coverage", "low_coverage", "n_missing"]
     return g[cols].reset_index(drop=True)
 
 
@@ -298,7 +298,7 @@ def case_mix(cohort: pd.DataFrame, ind: Indicator, unit: str = "hospital",
     Missing categorical factors are a level "missing" (numeric: the median); factors constant among
     the eligible patients are left out. Returns (per-unit frame, model coefficients frame).
     The per-unit frame: indicator, unit_level, unit, n, observed, expected, oe, oe_lower, oe_upper,
-    crude, std_prop, lower, upper.
+    crude, std_prop, lower, upper, var_expected (sum of p(1-p), the variance of O under the model).
     """
     import statsmodels.api as sm
 
@@ -319,6 +319,8 @@ def case_mix(cohort: pd.DataFrame, ind: Indicator, unit: str = "hospital",
                               "se": fit.bse})
     dd = pd.DataFrame({"unit": d[unit].astype(str).to_numpy(), "y": d["y"].to_numpy(), "p": p})
     oe = variation.observed_expected(dd, "unit", "y", "p", level=level)
+    oe["var_expected"] = (dd.assign(v=p * (1 - p)).groupby("unit", sort=True)["v"].sum()
+                          .reindex(oe["unit"]).to_numpy())
     oe = oe.rename(columns={"std_rate": "std_prop"})
     oe.insert(0, "indicator", ind.id)
     oe.insert(1, "unit_level", unit)
@@ -394,13 +396,13 @@ def overview(national: pd.DataFrame, per_unit: pd.DataFrame, inds: Sequence[Indi
     for i in inds:
         nat = national[national["indicator"] == i.id].iloc[0]
         u = per_unit[per_unit["indicator"] == i.id]
-        ok = u[~u["low_n"]]
+        ok = u[~u["low_n_flag"]]
         rows.append({"indicator": i.id, "title": i.title_in(lang), "n": int(nat["n"]), "events": int(nat["events"]),
                      "prop": nat["prop"], "lower": nat["lower"], "upper": nat["upper"],
                      "green": i.green, "yellow": i.yellow, "level": nat["level"],
                      "units": len(u), "units_green": int((ok["level"] == "green").sum()),
                      "units_yellow": int((ok["level"] == "yellow").sum()),
-                     "units_red": int((ok["level"] == "red").sum()), "units_low_n": int(u["low_n"].sum()),
+                     "units_red": int((ok["level"] == "red").sum()), "units_below_min": int(u["low_n_flag"].sum()),
                      "units_low_coverage": int(u["low_coverage"].sum())})
     return pd.DataFrame(rows)
 
@@ -419,15 +421,20 @@ def funnel(cohort: pd.DataFrame, ind: Indicator, unit: str, centre: str = "natio
 
 
 def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] = (0.95, 0.998)) -> pd.DataFrame:
-    """Case-mix adjusted funnel: the indirectly standardised proportion (O/E x national) of each
-    unit against exact binomial limits around the national proportion at the unit's n (an
-    approximation that treats the unit's expected proportion as the national one)."""
+    """Case-mix adjusted funnel of one indicator (from `case_mix`): per unit the indirectly
+    standardised proportion prop = O/E x national, and z = (O - E) / sqrt(sum p_i (1 - p_i)) with p_i
+    the patients' expected probabilities (Spiegelhalter 2005, risk-adjusted; normal approximation).
+    A unit is outside a level when |z| exceeds the normal quantile (outside_<L>: "high"/"low"/"").
+    oe must carry `var_expected` (sum p(1-p)), as `case_mix` returns it."""
+    from scipy import stats as _st
+
     d = oe[["indicator", "unit", "n", "observed", "expected", "oe", "std_prop"]].copy()
-    lim = variation.funnel_limits(d["n"].round().astype(int), national, levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d["z"] = (oe["observed"] - oe["expected"]) / np.sqrt(oe["var_expected"])
     for level in levels:
         name = f"{100 * level:.10g}"
-        lo, hi = lim[f"lower_{name}"].to_numpy(), lim[f"upper_{name}"].to_numpy()
-        d[f"outside_{name}"] = np.where(d["std_prop"] > hi, "high", np.where(d["std_prop"] < lo, "low", ""))
+        zq = _st.norm.ppf(0.5 + level / 2)
+        d[f"outside_{name}"] = np.where(d["z"] > zq, "high", np.where(d["z"] < -zq, "low", ""))
     return d.rename(columns={"std_prop": "prop"})
 
 

@@ -27,7 +27,8 @@ def _pct(ax, axis="y"):
 
 def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Sequence[float] = (0.95, 0.998),
                 tau2: float | None = None, label_outside: bool = True, unit_col: str = "unit",
-                xlabel: str = "Patients (n)", ylabel: str = "Proportion", method: str = "quantile"):
+                xlabel: str = "Patients (n)", ylabel: str = "Proportion", method: str = "quantile", ax=None,
+                limits: str = "exact"):
     """Funnel plot of unit proportions against their denominators.
 
     units: columns unit_col, n, prop (NaN = suppressed, not drawn) and optionally outside_<L> flags
@@ -35,18 +36,25 @@ def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Seq
     target: the centre line (national value or target). Limits: exact binomial (variation.funnel_limits,
       `method`), solid for the inner, dashed for the outer level; with tau2, the additive random-effects
       limits of the outer level as a dotted line. Units outside the outer limit are labelled.
+    ax: draw into this axes (e.g. a panel of `panels`) instead of a new figure.
+    limits: "exact" (binomial) or "normal" (normal approximation, for case-mix adjusted funnels whose
+      flags come from z-scores).
     """
-    fig, ax = style.subplots("onehalf", aspect=0.7)
+    fig, ax = style.subplots("onehalf", aspect=0.7) if ax is None else (ax.figure, ax)
     d = units.dropna(subset=["n", "prop"])
     nmax = max(float(d["n"].max()) if len(d) else 10.0, 10.0) * 1.08
     grid = np.unique(np.round(np.geomspace(1, nmax, 400))).astype(int)
-    lim = variation.funnel_limits(grid, target, levels, method=method)
+    if limits == "exact":
+        lim = variation.funnel_limits(grid, target, levels, method=method)
+    else:
+        lim = variation.overdispersed_limits(grid, target, phi=1.0, levels=levels)
     styles = ["-", "--"]
     for level, ls in zip(levels, styles):
         name = f"{100 * level:.10g}"
-        ax.step(grid, lim[f"lower_{name}"], where="post", color=style.GREY, ls=ls, lw=0.9,
-                label=f"{name} % limits (exact binomial)")
-        ax.step(grid, lim[f"upper_{name}"], where="post", color=style.GREY, ls=ls, lw=0.9)
+        where = "post" if limits == "exact" else "mid"
+        ax.step(grid, lim[f"lower_{name}"], where=where, color=style.GREY, ls=ls, lw=0.9,
+                label=f"{name} % limits ({'exact binomial' if limits == 'exact' else 'normal approx.'})")
+        ax.step(grid, lim[f"upper_{name}"], where=where, color=style.GREY, ls=ls, lw=0.9)
     if tau2 is not None and tau2 > 0:
         od = variation.overdispersed_limits(grid, target, tau2=tau2, levels=(levels[-1],), model="additive")
         name = f"{100 * levels[-1]:.10g}"
@@ -75,6 +83,16 @@ def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Seq
     if title:
         ax.set_title(title)
     return fig
+
+
+def panels(n: int, ncols: int = 3, width: str = "double", aspect: float = 0.8):
+    """A figure with n panels in a grid of ncols columns (extra axes hidden); returns (fig, axes list)."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axs = style.subplots(width, aspect=aspect * nrows / ncols, nrows=nrows, ncols=ncols, squeeze=False)
+    axes = list(axs.ravel())
+    for a in axes[n:]:
+        a.set_visible(False)
+    return fig, axes[:n]
 
 
 def caterpillar_plot(effects: pd.DataFrame, title: str = "", unit_col: str = "group",
@@ -107,32 +125,41 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
     cell coloured by target level with the percentage and n; "low n" / "low cov." / suppressed cells
     are shown as such (never dropped).
 
-    results: columns indicator, unit, region_col, n, prop, level, low_n, low_coverage.
+    results: columns indicator, unit, region_col, n, prop, level, low_n_flag, low_coverage.
     """
     d = results.copy()
     inds = list(dict.fromkeys(d["indicator"]))
     units = d[[region_col, "unit"]].drop_duplicates().sort_values([region_col, "unit"])
     ulist = list(units["unit"])
     fig, ax = style.subplots("double", aspect=max(0.6, 0.017 * len(ulist) + 0.15))
-    key = d.set_index(["unit", "indicator"])
+    import matplotlib as mpl
+
+    key = d.drop_duplicates(["unit", "indicator"]).set_index(["unit", "indicator"])
+    names = ["#FFFFFF", "#EFEFEF", LEVEL_COLOURS["green"], LEVEL_COLOURS["yellow"], LEVEL_COLOURS["red"],
+             LEVEL_COLOURS["none"], "#FFFFFF"]
+    code = {"green": 2, "yellow": 3, "red": 4, "none": 5}
+    img = np.full((len(ulist), len(inds)), 6)
     for i, u in enumerate(ulist):
         for j, ind in enumerate(inds):
             if (u, ind) not in key.index:
                 continue
             r = key.loc[(u, ind)]
-            if isinstance(r, pd.DataFrame):
-                r = r.iloc[0]
             if pd.isna(r["prop"]):
-                colour, txt = "#FFFFFF", "s"
-            elif bool(r["low_n"]):
-                colour, txt = "#EFEFEF", "low n"
+                img[i, j], txt = 0, "s"
+            elif bool(r["low_n_flag"]):
+                img[i, j], txt = 1, "low n"
             else:
-                colour = LEVEL_COLOURS.get(r["level"], "#D9D9D9")
+                img[i, j] = code.get(r["level"], 5)
                 txt = f"{100 * r['prop']:.0f}"
             if bool(r.get("low_coverage", False)) and not pd.isna(r["prop"]):
                 txt += "*"
-            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=colour, edgecolor="white", lw=0.6))
             ax.text(j + 0.5, i + 0.5, txt, ha="center", va="center", fontsize=4.5)
+    ax.imshow(img, cmap=mpl.colors.ListedColormap(names), vmin=-0.5, vmax=6.5, aspect="auto",
+              extent=(0, len(inds), len(ulist), 0), interpolation="nearest")
+    for i in range(len(ulist) + 1):
+        ax.axhline(i, color="white", lw=0.4)
+    for j in range(len(inds) + 1):
+        ax.axvline(j, color="white", lw=0.6)
     ax.set_xlim(0, len(inds))
     ax.set_ylim(len(ulist), 0)
     ax.set_xticks(np.arange(len(inds)) + 0.5)
@@ -158,12 +185,12 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
 
 
 def trend_plot(national: pd.DataFrame, by_group: pd.DataFrame | None = None, group_col: str = "unit",
-               target: float | None = None, title: str = ""):
+               target: float | None = None, title: str = "", ax=None, legend: bool = True):
     """Yearly proportions: national line with its CI band and one line per group (e.g. region).
 
     national: year, prop, lower, upper. by_group: group_col, year, prop (NaN = suppressed).
     """
-    fig, ax = style.subplots("onehalf", aspect=0.6)
+    fig, ax = style.subplots("onehalf", aspect=0.6) if ax is None else (ax.figure, ax)
     nat = national.sort_values("year")
     ax.fill_between(nat["year"], nat["lower"], nat["upper"], color="black", alpha=0.12, lw=0)
     ax.plot(nat["year"], nat["prop"], color="black", lw=1.6, label="Norway")
@@ -175,21 +202,22 @@ def trend_plot(national: pd.DataFrame, by_group: pd.DataFrame | None = None, gro
     _pct(ax)
     ax.set_xlabel("Year of fracture")
     ax.set_ylabel("Proportion")
-    ax.legend(fontsize=6, ncol=2)
+    if legend:
+        ax.legend(fontsize=6, ncol=2)
     if title:
         ax.set_title(title)
     return fig
 
 
 def tile_map(values: pd.DataFrame, grid: pd.DataFrame, value_col: str = "prop", title: str = "",
-             vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0%}"):
+             vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0%}", ax=None):
     """Tile map of Norway's referral areas: one square per area at its fixed grid position
     (hipfrac.geography.tile_grid()), coloured by value (sequential, colour-blind-safe), labelled with
     the area name and value. values: referral_area, value_col (NaN = not shown, grey)."""
     import matplotlib as mpl
 
     g = grid.merge(values[["referral_area", value_col]], on="referral_area", how="left")
-    fig, ax = style.subplots("single", aspect=1.35)
+    fig, ax = style.subplots("single", aspect=1.35) if ax is None else (ax.figure, ax)
     v = g[value_col].astype(float)
     lo = float(np.nanmin(v)) if vmin is None and v.notna().any() else (vmin or 0.0)
     hi = float(np.nanmax(v)) if vmax is None and v.notna().any() else (vmax or 1.0)

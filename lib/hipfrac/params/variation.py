@@ -18,12 +18,14 @@ class VariationParams(Section):
     unit: unit of comparison for funnels, grids and random intercepts: hospital, hosp_trust,
       hosp_region or referral_area (of residence).
     adjustment: patient factors of the case-mix model (cohort columns); a factor constant among an
-      indicator's eligible patients is left out for that indicator; missing categories are a level.
+      indicator's eligible patients is left out for that indicator; missing categories are a level;
+      `year` enters as categories (national time trends are not unit differences).
     min_n: minimum denominator shown without the "low n" flag; 0 = each indicator's own minimum.
     funnel_centre: centre line of funnel plots: "national" (pooled value) or "target" (green level).
     levels: funnel control-limit coverages (two-sided).
     low_coverage: unit register coverage below this is flagged "low coverage".
-    random_effects: fit the random-intercept logit (MOR, caterpillar) for the indicators.
+    random_effects: indicator ids for which the random-intercept logits (null and adjusted: MOR,
+      share of variance explained, caterpillar) are fitted; empty = none. They are the slowest step.
     nagq: quadrature nodes of the random-intercept fit (1 = Laplace).
     """
 
@@ -33,12 +35,13 @@ class VariationParams(Section):
     indicators: tuple[str, ...] = ()
     unit: Literal["hospital", "hosp_trust", "hosp_region", "referral_area"] = "hospital"
     adjustment: tuple[str, ...] = ("age", "male", "asa_group", "cognitive", "fracture_type", "charlson",
-                                   "residence")
+                                   "residence", "year")
     min_n: int = Field(0, ge=0, le=1000)
     funnel_centre: Literal["national", "target"] = "national"
     levels: tuple[float, float] = (0.95, 0.998)
     low_coverage: float = Field(0.6, ge=0, le=1)
-    random_effects: bool = True
+    random_effects: tuple[str, ...] = ("surgery_48h", "arthroplasty_displaced", "cemented", "nail", "shs_a1",
+                                       "nerve_block", "osteo_med_12m")
     nagq: int = Field(1, ge=1, le=25)
 
     @model_validator(mode="after")
