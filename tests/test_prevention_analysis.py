@@ -187,3 +187,38 @@ def test_budget_for_cohort_uses_cohort_counts(sim):
     sav = res.savings.set_index("fracture_type")
     assert sav.loc["hip", "fractures"] == pytest.approx(len(sim) / sim["year"].nunique())
     assert list(res.participation["participation"]) == [0.25, 0.5, 0.7, 1.0]
+
+
+def test_figures_draw_from_the_tidy_frames(sim):
+    import matplotlib.pyplot as plt
+
+    from hipfrac import variation
+    from hipfrac.figures import prevention as pf
+
+    up = pv.medication_uptake(sim, by="res_region", indicators=["12m"])
+    up.loc[0, ["prop", "lower", "upper"]] = np.nan            # a suppressed unit is drawn as a gap
+    figs = [pf.uptake_by_unit(up, "res_region", national=0.17, target=0.48)]
+    funnel, info = variation.funnel_table(sim[sim["followup_days"] >= 365], "hospital", "osteo_med_12m")
+    figs.append(pf.uptake_funnel(funnel, variation.funnel_limits(np.arange(10, 4000, 50), info["target"]),
+                                 target=info["target"]))
+    figs.append(pf.uptake_trend(pv.medication_uptake(sim, by="year", indicators=["3m", "12m"])))
+    figs.append(pf.cif_by_group(pv.new_fracture_cif(sim, years=(1, 2), by="sex"), by="sex",
+                                reference=pf.DANISH_SECOND_HIP))
+    figs.append(pf.persistence_bars(pv.persistence(sim)))
+    sc = pv.prevention_scenarios(up.fillna(0), unit="res_region", target_share=0.48, nnt_fracture=20, nnt_death=33)
+    figs.append(pf.scenario_shares(sc[sc["res_region"] != "total"], unit="res_region"))
+    figs.append(pf.budget_participation(pv.participation_table(1e6, 5e5, (0.25, 0.5, 1.0))))
+    figs.append(pf.hr_forest(pd.DataFrame({"analysis": ["a", "b"], "hr": [0.5, 0.6], "lower": [0.4, 0.5],
+                                           "upper": [0.7, 0.8]})))
+    for f in figs:
+        assert isinstance(f, plt.Figure) and f.axes
+        plt.close(f)
+
+
+def test_uptake_by_several_columns_and_bad_input(sim):
+    up = pv.medication_uptake(sim, by=["res_region", "sex"], indicators=["6m"])
+    assert len(up) == 8 and up["n"].sum() == (sim["followup_days"] >= 182).sum()
+    with pytest.raises(KeyError, match="lack column"):
+        pv.medication_uptake(sim.drop(columns=["osteo_med_6m"]), indicators=["6m"])
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        pv.fracture_competing_data(sim, "wrist")
