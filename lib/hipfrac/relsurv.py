@@ -573,6 +573,9 @@ class ExcessHazardFitter:
             "term": self.terms_, "coef": beta, "se": se, "z": z,
             "p": 2 * stats.norm.sf(np.abs(z)),
             "exp_coef": np.exp(beta), "lower": np.exp(beta - Z95 * se), "upper": np.exp(beta + Z95 * se),
+            # |coef| > 15: the excess in that group is at the boundary (no detectable excess: d <= d*), the
+            # estimate is not identified and should be read as "excess about 0"
+            "boundary": np.abs(beta) > 15,
         })
         return self
 
