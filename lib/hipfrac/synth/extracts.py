@@ -462,11 +462,11 @@ class Builder:
         pa = hc & (rng.random(n) < 0.4)
         add(pa, "practical_assistance", f[pa] - rng.integers(30, 900, pa.sum()),
             np.where(new_nh[pa], nh_start[pa] - 1, death[pa]))
-        sts = ~nh & alive & (rng.random(n) < 0.45)
+        sts = ~nh & alive & (rng.random(n) < 0.35)
         s_start = f + los
         s_end = np.minimum(s_start + rng.integers(10, 45, n), death)
         add(sts, "short_term_stay", s_start[sts], s_end[sts])
-        hn = (res == "home") & alive & ~new_nh & (rng.random(n) < 0.35)
+        hn = (res == "home") & alive & ~new_nh & (rng.random(n) < 0.30)
         hn_start = np.where(sts, s_end + 1, s_start)
         hn_end = np.where(rng.random(n) < 0.5, hn_start + rng.integers(30, 400, n), death)
         hn &= hn_start < death

@@ -41,13 +41,13 @@ BACKGROUND_CODES = ["I10", "M179", "H251", "E785", "R55", "Z000", "M819", "N390"
 # --- mortality: h(t|x) = h_pop(age+t, sex, year+t) * m(t) * exp(beta'x - centre) ---------------
 # m(t) = 1 + (A1 exp(-t/TAU1) + A2 exp(-t/TAU2) + A3) * taper(t); taper = 1 up to TAPER_START, then
 # linear to 0 at DURATION; m(t) = 1 exactly from DURATION on (t in days).
-M_A1, M_TAU1_DAYS = 18.0, 9.0
-M_A2, M_TAU2_DAYS = 1.2, 110.0
+M_A1, M_TAU1_DAYS = 17.0, 9.0
+M_A2, M_TAU2_DAYS = 0.8, 110.0
 M_A3 = 1.90
 TAPER_START_YEARS = 5.0
 DURATION_YEARS = 8.0
 LOG_HR = {
-    "male": np.log(1.70),
+    "male": np.log(1.75),
     "asa_group[3]": np.log(1.6),
     "asa_group[4-5]": np.log(2.6),
     "cognitive[yes]": np.log(1.8),
