@@ -576,26 +576,26 @@ class TimeVaryingCox:
         frac = l_term / d_j[j_term] if self.ties == "efron" else np.zeros(len(j_term))
         x_ev_sum = x[is_ev].sum(axis=0)
         iu = np.triu_indices(p)
+        # constant design of the risk-set sums: [1, x, upper triangle of x x'] per row
+        z = np.column_stack([np.ones(n), x, x[:, iu[0]] * x[:, iu[1]]])
+        # sparse bin-membership matrices (event times x rows): "stop in bin j", "start in bin j", "event at j"
+        from scipy import sparse
 
-        def rsum(k, vals):
-            """Sum of vals over rows with bin >= j, for every event-time index j (J x m)."""
+        def members(k, rows):
             ok = k >= 0
-            m = vals.shape[1]
-            out = np.empty((J, m))
-            for c in range(m):
-                out[:, c] = np.bincount(k[ok], weights=vals[ok, c], minlength=J)
-            return np.cumsum(out[::-1], axis=0)[::-1]
+            return sparse.csr_matrix((np.ones(int(ok.sum())), (k[ok], rows[ok])), shape=(J, n))
+
+        rows = np.arange(n)
+        m_risk = members(k_stop, rows) - members(k_start, rows)
+        m_ev = members(j_ev, rows[is_ev])
 
         def parts(beta):
             eta = x @ beta
-            w = np.exp(eta - eta.max())  # common scale factor cancels in ratios; loglik corrected below
             shift = eta.max()
-            xx = (x[:, iu[0]] * x[:, iu[1]])
-            vals = np.column_stack([w, w[:, None] * x, w[:, None] * xx])
-            risk = rsum(k_stop, vals) - rsum(k_start, vals)
-            ev_vals = np.zeros((J, vals.shape[1]))
-            for c in range(vals.shape[1]):
-                ev_vals[:, c] = np.bincount(j_ev, weights=vals[is_ev, c], minlength=J)
+            w = np.exp(eta - shift)  # common scale factor cancels in ratios; loglik corrected below
+            vals = w[:, None] * z
+            risk = np.cumsum(np.asarray(m_risk @ vals)[::-1], axis=0)[::-1]   # rows with start < t_j <= stop
+            ev_vals = np.asarray(m_ev @ vals)
             R = risk[j_term] - frac[:, None] * ev_vals[j_term]   # per Efron term
             s0 = R[:, 0]
             s1 = R[:, 1:1 + p]
