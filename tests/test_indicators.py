@@ -143,3 +143,29 @@ def test_restrict_counts_dropped():
     rows, dropped = ind_mod.restrict(_cohort(), period=(2015, 2015), min_age=70)
     assert dropped["n"].tolist() == [6, 2]
     assert len(rows) == 7
+
+
+def test_every_indicator_evaluates_on_the_built_cohort(tiny_cohort):
+    """The catalogue's expressions run on the real cohort contract and give sensible denominators."""
+    cat = load_catalogue()
+    for i in cat.values():
+        if "include_npr_only" in i.requires and not (tiny_cohort["source"] == "npr_only").any():
+            continue
+        res = ind_mod.evaluate(tiny_cohort, i, unit=None)
+        assert res["n"].item() > 0, i.id
+        assert 0 <= res["prop"].item() <= 1, i.id
+        per = ind_mod.evaluate(tiny_cohort, i, unit="hospital")
+        assert per["n"].sum() == res["n"].item() and per["events"].sum() == res["events"].item()
+    # eligibility by hand for one indicator
+    el, _ = ind_mod.eligible(tiny_cohort, cat["arthroplasty_displaced"])
+    assert (el["fracture_type"] == "fn_displaced").all() and (el["age"] > 70).all()
+
+
+def test_adjusted_funnel_z_from_expected_variance():
+    oe = pd.DataFrame({"indicator": "x", "unit": ["a", "b"], "n": [100, 100], "observed": [60.0, 90.0],
+                       "expected": [80.0, 80.0], "oe": [0.75, 1.125], "std_prop": [0.6, 0.9],
+                       "var_expected": [16.0, 16.0]})
+    adj = ind_mod.adjusted_funnel(oe, 0.8).set_index("unit")
+    assert adj.loc["a", "z"] == pytest.approx(-5.0) and adj.loc["b", "z"] == pytest.approx(2.5)
+    assert adj.loc["a", "outside_99.8"] == "low" and adj.loc["b", "outside_99.8"] == ""
+    assert adj.loc["b", "outside_95"] == "high"
