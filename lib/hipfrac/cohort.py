@@ -9,9 +9,11 @@ Steps (all heavy work in DuckDB SQL, out of core, so national NPR extracts fit o
    contract (`hipfrac.schema`, `hipfrac.validate`): fatal problems stop the build with a message naming
    file, column and rows; rows with warnings are kept, cleaned (bad value -> missing) or dropped, each
    drop counted with its reason (drops.parquet).
-2. Fracture events. NPR stays with main diagnosis S72.0-S72.2 are grouped per person into fractures (a stay
-   starting `new_fracture_gap_days` or more after the previous stay starts a new fracture; so does an
-   operated stay (NCSP NFB*/NFJ*) when an earlier operated stay lies within that gap: the other hip). Each NHFR
+2. Fracture events. NPR stays with main diagnosis S72.0-S72.2 are grouped per person into fractures: each
+   stay with hip fracture surgery (NCSP NFB*/NFJ*) is a fracture; a stay without it belongs to the last
+   operated stay less than `new_fracture_gap_days` before it, else to an operated stay at most
+   `match_window_days` after it; remaining stays form fractures of their own (a new one starting
+   `new_fracture_gap_days` or more after the previous stay). Each NHFR
    primary operation is matched to the NPR fracture of the same person starting within
    `match_window_days` of the NHFR admission (closest, one-to-one): source = both / nhfr_only / npr_only.
 3. Coverage of NHFR against NPR per hospital and year (coverage.parquet).
@@ -463,18 +465,45 @@ class _Builder:
                    regexp_matches(coalesce(procedures, ''), '(^| )NF[BJ]') AS operated,
                    regexp_matches(diag_main || ' ' || coalesce(diag_secondary, ''), '(^| )({patho})') AS patho
             FROM t_npr_episodes WHERE substr(diag_main, 1, 4) IN ({hip})""")
+        gap, win = c.new_fracture_gap_days, c.match_window_days
+        # every operated stay (NCSP NFB*/NFJ*: primary hip fracture surgery) is a fracture of its own
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE npr_op AS
+            SELECT person_id, episode_id, admission_date,
+                   row_number() OVER (PARTITION BY person_id ORDER BY admission_date, episode_id) AS ev_no
+            FROM npr_hip WHERE operated""")
+        # a stay without surgery belongs to the last operated stay less than `gap` days before it
+        # (transfer, rehabilitation, readmission), else to an operated stay within `win` days after it
+        # (admitted elsewhere, operated after transfer); the rest form fractures of their own, a new one
+        # starting `gap` days or more after the previous stay
         self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE npr_hip_ev AS
-            SELECT *, sum(new) OVER (PARTITION BY person_id ORDER BY admission_date, episode_id
-                                     ROWS UNBOUNDED PRECEDING) AS ev_no
+            CREATE OR REPLACE TEMP TABLE npr_nonop AS
+            SELECT n.episode_id, n.person_id, n.admission_date,
+                   CASE WHEN date_diff('day', o.admission_date, n.admission_date) < {gap} THEN o.ev_no END AS prev_ev
+            FROM (SELECT * FROM npr_hip WHERE NOT operated) n
+            ASOF LEFT JOIN npr_op o ON n.person_id = o.person_id AND n.admission_date >= o.admission_date""")
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE npr_nonop2 AS
+            SELECT n.*, CASE WHEN date_diff('day', n.admission_date, o.admission_date) <= {win}
+                             THEN o.ev_no END AS next_ev
+            FROM npr_nonop n
+            ASOF LEFT JOIN npr_op o ON n.person_id = o.person_id AND n.admission_date <= o.admission_date""")
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE npr_free AS
+            SELECT episode_id, 1000000 + sum(new) OVER (PARTITION BY person_id ORDER BY admission_date, episode_id
+                                                        ROWS UNBOUNDED PRECEDING) AS ev_no
             FROM (SELECT *, CASE WHEN lag(admission_date) OVER w IS NULL
-                       OR date_diff('day', lag(admission_date) OVER w, admission_date) >= {c.new_fracture_gap_days}
-                       OR (operated AND coalesce(max(CAST(operated AS INTEGER)) OVER (
-                             PARTITION BY person_id ORDER BY admission_date
-                             RANGE BETWEEN INTERVAL {c.new_fracture_gap_days} DAY PRECEDING
-                                       AND INTERVAL 1 DAY PRECEDING), 0) = 1)
-                       THEN 1 ELSE 0 END AS new
-                  FROM npr_hip WINDOW w AS (PARTITION BY person_id ORDER BY admission_date, episode_id))""")
+                         OR date_diff('day', lag(admission_date) OVER w, admission_date) >= {gap}
+                         THEN 1 ELSE 0 END AS new
+                  FROM npr_nonop2 WHERE prev_ev IS NULL AND next_ev IS NULL
+                  WINDOW w AS (PARTITION BY person_id ORDER BY admission_date, episode_id))""")
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE npr_hip_ev AS
+            SELECT h.*, coalesce(o.ev_no, n.prev_ev, n.next_ev, f.ev_no) AS ev_no
+            FROM npr_hip h
+            LEFT JOIN npr_op o USING (episode_id)
+            LEFT JOIN npr_nonop2 n USING (episode_id)
+            LEFT JOIN npr_free f USING (episode_id)""")
         self.sql("""
             CREATE OR REPLACE TEMP TABLE npr_events AS
             SELECT person_id, ev_no, min(admission_date) AS start_date, max(discharge_date) AS end_date,
@@ -498,12 +527,20 @@ class _Builder:
             FROM nhfr_prim p JOIN npr_events e ON p.person_id = e.person_id
             WHERE (e.start_date BETWEEN p.adm_date - INTERVAL {w} DAY AND p.adm_date + INTERVAL {w} DAY)
                OR (p.adm_date BETWEEN e.start_date AND e.end_date)""")
-        self.sql("""
-            CREATE OR REPLACE TEMP TABLE matches AS
-            SELECT op_id, person_id, ev_no FROM (
-              SELECT *, row_number() OVER (PARTITION BY op_id ORDER BY d, ev_no) AS r1,
-                        row_number() OVER (PARTITION BY person_id, ev_no ORDER BY d, op_id) AS r2
-              FROM pairs) WHERE r1 = 1 AND r2 = 1""")
+        # one-to-one: closest pairs first (greedy; ties by op_id and fracture number, so that two
+        # same-day fractures of the two hips pair off instead of competing for one NPR fracture)
+        pairs = self.sql("SELECT op_id, person_id, ev_no, d FROM pairs ORDER BY d, op_id, ev_no").fetchall()
+        used_op, used_ev, rows = set(), set(), []
+        for op_id, person_id, ev_no, _d in pairs:
+            if op_id in used_op or (person_id, ev_no) in used_ev:
+                continue
+            used_op.add(op_id)
+            used_ev.add((person_id, ev_no))
+            rows.append((op_id, person_id, ev_no))
+        self.con.register("matches_df", pd.DataFrame(rows, columns=["op_id", "person_id", "ev_no"]).astype(
+            {"op_id": "string", "person_id": "string", "ev_no": "int64"}))
+        self.sql("CREATE OR REPLACE TEMP TABLE matches AS SELECT * FROM matches_df")
+        self.con.unregister("matches_df")
         self.sql("""
             CREATE OR REPLACE TEMP TABLE events AS
             SELECT p.op_id AS event_id, p.person_id, p.op_id,
@@ -515,7 +552,7 @@ class _Builder:
             FROM nhfr_prim p LEFT JOIN matches m USING (op_id)
             LEFT JOIN npr_events e ON e.person_id = m.person_id AND e.ev_no = m.ev_no
             UNION ALL
-            SELECT e.person_id || '-N' || lpad(CAST(e.ev_no AS VARCHAR), 3, '0') AS event_id, e.person_id,
+            SELECT e.person_id || '-N' || lpad(CAST(e.ev_no AS VARCHAR), 7, '0') AS event_id, e.person_id,
                    NULL AS op_id, 'npr_only' AS source, e.start_date AS fracture_date,
                    e.start_date AS stay_start, e.end_date AS stay_end, e.hospital, e.operated, e.patho,
                    e.ev_no
