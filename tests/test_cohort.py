@@ -39,6 +39,15 @@ def test_flowchart_on_handmade(handmade):
     assert sorted(df.index) == ["P0000001", "P0000002", "P0000005", "P0000010"]
 
 
+def test_clean_extracts_validate_with_warnings_only(handmade):
+    params, _ = handmade
+    text = (params.cohort_dir / "validation_report.txt").read_text()
+    assert text.startswith("Validation: 0 fatal problem(s)")
+    assert set(cohort.load_companion(params, "validation_report")["severity"]) == {"warning"}
+    ex = cohort.load_companion(params, "extracts")
+    assert (ex["n_read"] == ex["n_kept"] + ex["n_dropped"]).all() and ex["n_dropped"].sum() == 0
+
+
 def test_derived_variables_on_handmade(handmade):
     _, df = handmade
     p1, p2, p5, p10 = (df.loc[k] for k in ["P0000001", "P0000002", "P0000005", "P0000010"])

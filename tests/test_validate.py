@@ -145,14 +145,6 @@ def test_unknown_to_ssb_missing_identity_unknown_hospital(battery):
     assert "P0000005" not in df.index and "P0000008" not in df.index
 
 
-def test_report_text_and_clean_run(tmp_path):
-    params, frames, rep = _build(tmp_path)
-    text = (params.cohort_dir / "validation_report.txt").read_text()
-    assert text.startswith("Validation: 0 fatal problem(s)")
-    assert set(rep["severity"]) == {"warning"}
-    _accounted(params, frames)
-
-
 def test_other_coding_is_fatal(tmp_path):
     def mutate(f):
         f["npr_episodes"]["diag_main"] = f["npr_episodes"]["diag_main"].str[:3] + "." + \
