@@ -397,10 +397,16 @@ def expected_survival(data: pd.DataFrame, *, times, age: str, sex: str, year: st
     frames = []
     groups = data.groupby(by, sort=True, observed=True) if by else [((), data)]
     for key, g in groups:
+        # one cell-crossing pass to the last time, then Lambda_i(t) for every t from the pieces
+        n = len(g)
+        seg = _segments(np.full(n, times.max() if len(times) else 0.0), g[age].to_numpy(float),
+                        g[year].to_numpy(float), lt.sex_index(g[sex]), lt)
         rows = []
         for t in times:
-            lam = cumulative_expected_hazard(g, at=t, age=age, sex=sex, year=year, lifetable=lt)
-            rows.append(float(np.mean(np.exp(-lam))))
+            on = (seg.start <= t) & ((t < seg.stop) | (seg.stop == times.max()))
+            lam_t = np.zeros(n)
+            lam_t[seg.ind[on]] = seg.cum0[on] + seg.lam[on] * (min(t, times.max()) - seg.start[on])
+            rows.append(float(np.mean(np.exp(-lam_t))))
         r = pd.DataFrame({"time": times, "expected_surv": rows})
         key = key if isinstance(key, tuple) else (key,)
         for i, (col, val) in enumerate(zip(by, key)):
