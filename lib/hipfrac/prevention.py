@@ -271,33 +271,40 @@ def _design(data: pd.DataFrame, terms) -> str:
 def expected_treated(cohort: pd.DataFrame, indicator: str, casemix) -> pd.Series:
     """Expected probability of treatment for each eligible patient from a national logistic model.
 
-    indicator: a MED_INDICATORS label; casemix: categorical cohort columns. Patients with a missing
-    case-mix value are assigned the level "missing" (counted, not dropped). Returns probabilities
-    indexed like the eligible rows.
+    indicator: a MED_INDICATORS label; casemix: categorical cohort columns, dummy-coded against their
+    first (sorted) level; missing values form the level "missing" (counted, not dropped). Returns
+    probabilities indexed like the eligible rows.
     """
     import statsmodels.api as sm
-    import statsmodels.formula.api as smf
 
     col, window = MED_INDICATORS[indicator]
-    d = cohort.loc[eligible_for_window(cohort, window), [col, *casemix]].copy()
+    elig = eligible_for_window(cohort, window)
+    y = cohort.loc[elig, col].to_numpy(float)
+    cols = [np.ones(len(y))]
     for c in casemix:
-        d[c] = d[c].astype("object").where(d[c].notna(), "missing").astype(str)
-    formula = f"{col} ~ " + _design(d, [f"C({c})" for c in casemix])
-    fit = smf.glm(formula, data=d, family=sm.families.Binomial()).fit()
-    return pd.Series(np.asarray(fit.predict(d)), index=d.index, name="expected")
+        lev = with_missing_level(cohort.loc[elig], [c])[c]
+        codes, uniques = pd.factorize(lev, sort=True)
+        if len(uniques) > 1:
+            cols.append(np.eye(len(uniques))[codes][:, 1:])
+    X = np.column_stack(cols)
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    return pd.Series(fit.predict(X), index=cohort.index[elig], name="expected")
 
 
-def uptake_adjusted(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=()) -> pd.DataFrame:
+def uptake_adjusted(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=(),
+                    expected: pd.Series | None = None) -> pd.DataFrame:
     """Case-mix adjusted (indirectly standardised) treatment share per unit.
 
     Expected counts come from a national logistic model on `casemix` (`expected_treated`); O/E, its
     exact Poisson CI and the standardised share (O/E x national share) from
     hipfrac.variation.observed_expected. Eligible patients as `eligible_for_window`.
+    expected: per-patient probabilities from `expected_treated` (computed here when None; pass them to
+    reuse one national model for several unit levels).
     Returns: unit, indicator, observed, expected, n, oe, oe_lower, oe_upper, crude, std_rate, lower, upper.
     """
     col, window = MED_INDICATORS[indicator]
     _need(cohort, [unit, col, "followup_days", *casemix], "uptake_adjusted")
-    exp_p = expected_treated(cohort, indicator, list(casemix))
+    exp_p = expected_treated(cohort, indicator, list(casemix)) if expected is None else expected
     d = cohort.loc[exp_p.index, [unit, col]]
     res = observed_expected(d, unit, col, exp_p.to_numpy())
     res.insert(1, "indicator", indicator)
@@ -748,9 +755,10 @@ def uptake_by_units(cohort: pd.DataFrame, units, indicator: str = "12m", casemix
     oe_lower, oe_upper, std_rate, std_lower, std_upper (indirectly standardised, see `uptake_adjusted`).
     """
     frames = []
+    exp_p = expected_treated(cohort, indicator, list(casemix))
     for level in units:
         crude = medication_uptake(cohort, by=level, indicators=[indicator])
-        adj = uptake_adjusted(cohort, level, indicator, casemix)
+        adj = uptake_adjusted(cohort, level, indicator, casemix, expected=exp_p)
         adj = adj.rename(columns={"lower": "std_lower", "upper": "std_upper"})
         m = crude.merge(adj[[level, "expected", "oe", "oe_lower", "oe_upper", "std_rate", "std_lower", "std_upper"]],
                         on=level, how="left")
