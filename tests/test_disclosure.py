@@ -188,3 +188,72 @@ def test_boolean_flags_are_not_counts():
                        "low_coverage": pd.array([True, None, False], dtype="boolean")})
     assert disclosure.detect_counts(df) == ["n"]
     assert disclosure.small_cells(df, 5) == []
+
+
+def _cross(values):
+    rows = [(f"r{i}", f"c{j}", v) for i, line in enumerate(values) for j, v in enumerate(line)]
+    return pd.DataFrame(rows, columns=["row", "col", "n"])
+
+
+def test_audit_finds_a_bridge_that_the_group_rule_misses():
+    # Every row and column holding a withheld cell holds two or more, yet r1/c1 (value 1) links two
+    # separate blocks of withheld cells (a bridge): row r1's total minus its block gives it exactly.
+    df = _cross([[6, 10, 20, 20, 40, 40], [40, 1, 8, 8, 1, 1], [20, 40, 20, 6, 20, 6], [20, 6, 20, 40, 40, 40]])
+    mask = np.zeros((4, 6), bool)
+    for i, j in [(0, 0), (0, 1), (1, 1), (1, 4), (1, 5), (2, 4), (2, 5), (3, 0), (3, 1)]:
+        mask[i, j] = True
+    sup = pd.DataFrame({"n": mask.ravel()})
+    groups = disclosure.column_groups(df, ["n"])
+    for g in groups:
+        assert sup["n"].to_numpy()[g].sum() != 1  # the simple rule is satisfied ...
+    assert disclosure.audit(sup, ["n"], groups) == [(7, "n")]  # ... but r1/c1 is exposed
+    # suppress() on this table ends with nothing exposed
+    res = suppress(df, 5, counts=["n"])
+    assert disclosure.audit(pd.DataFrame({"n": res.frame["n"].isna().to_numpy()}), ["n"], groups) == []
+
+
+def test_no_withheld_cell_recoverable_in_random_cross_tables():
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        r, c = rng.integers(3, 7), rng.integers(3, 7)
+        vals = rng.choice([0, 1, 2, 3, 6, 8, 10, 20, 40], size=(r, c),
+                          p=[.04, .08, .08, .08, .14, .14, .14, .15, .15])
+        df = _cross(vals.tolist())
+        res = suppress(df, 5, counts=["n"])
+        withheld = res.frame["n"].isna().to_numpy()
+        assert withheld[((df["n"] >= 1) & (df["n"] < 5)).to_numpy()].all(), seed
+        groups = disclosure.column_groups(df, ["n"])
+        assert disclosure.audit(pd.DataFrame({"n": withheld}), ["n"], groups) == [], seed
+        for g in groups:
+            assert withheld[g].sum() != 1, seed
+
+
+def test_zero_is_the_complement_of_last_resort():
+    # [3, 0]: the group total (published elsewhere) minus the visible 0 would give 3; withholding
+    # the zero leaves two unknowns
+    res = suppress(pd.DataFrame({"g": ["a", "b"], "n": [3, 0]}), 5, counts=["n"])
+    assert res.frame["n"].isna().all() and res.exposed == []
+    # a one-row table: its only cell is withheld, nothing else to protect
+    res = suppress(pd.DataFrame({"g": ["a"], "n": [3]}), 5, counts=["n"])
+    assert res.frame["n"].isna().all() and res.exposed == []
+
+
+def test_exporter_refuses_an_exposed_cell_in_a_real_data_run(monkeypatch, tmp_path):
+    from hipfrac.export import Exporter
+    from hipfrac.params import load
+
+    real = disclosure.suppress
+
+    def leaky(*a, **k):
+        res = real(*a, **k)
+        res.exposed = [(0, "n")]
+        return res
+
+    monkeypatch.setattr(disclosure, "suppress", leaky)
+    df = pd.DataFrame({"g": ["a", "b"], "n": [30, 40]})
+    out = Exporter(load("params/smoke.yaml", real_data=True), "99_x", output_dir=tmp_path)
+    with pytest.raises(DisclosureError, match=r"table 't'.*\(0, 'n'\)"):
+        out.table(df, "t")
+    out = Exporter(load("params/smoke.yaml"), "99_x", output_dir=tmp_path / "b")
+    with pytest.warns(UserWarning, match="can still be derived"):
+        out.table(df, "t")

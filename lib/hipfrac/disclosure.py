@@ -16,7 +16,10 @@ Rules (the Exporter applies them; notebooks and figure functions may call `suppr
      {total_col: [part cols]}; "auto" finds a count column equal to the sum of the others in every
      row). When such a row holds exactly one withheld cell, the next smallest positive part of the
      same row is withheld (the total when no part is left).
-   Both rules are applied in turn until no group holds exactly one withheld cell.
+   Both rules are applied in turn until no group holds exactly one withheld cell. Then `audit`
+   solves the linear system of published totals: a withheld cell that still follows exactly (e.g.
+   a "bridge" between two blocks of withheld cells in a cross table) gets one more complement, and
+   the rules run again, until no withheld cell can be recovered.
 3. Derived values: proportions, rates, means and confidence limits computed from a withheld count
    are withheld with it. `derived` maps a count column to its derived columns; when it is None,
    every non-count numeric column of a row with a withheld count is withheld (conservative).
@@ -89,6 +92,8 @@ class Suppression:
     primary / secondary: (row position, column) of withheld counts.
     derived: number of derived cells withheld with them.
     mask: boolean frame, True where a cell was withheld (counts and derived).
+    exposed: withheld cells still recoverable from the totals (empty unless no cell was left to
+        withhold; the Exporter refuses such a table in a real-data run).
     """
 
     frame: pd.DataFrame
@@ -96,6 +101,7 @@ class Suppression:
     secondary: list[tuple[int, str]] = field(default_factory=list)
     derived: int = 0
     mask: pd.DataFrame | None = None
+    exposed: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def n_cells(self) -> int:
@@ -244,6 +250,7 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
     sup = pd.DataFrame({c: _small(vals[c], min_cell).to_numpy() for c in counts}, index=range(n))
     primary = [(int(i), c) for c in counts for i in np.flatnonzero(sup[c].to_numpy())]
     secondary: list[tuple[int, str]] = []
+    exposed: list[tuple[int, str]] = []
 
     if complementary and counts and sup.to_numpy().any():
         tot_rows = set(total_rows(df))
@@ -252,37 +259,15 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
             rt = _auto_row_totals(vals.drop(index=[r for r in tot_rows if r in vals.index]))
         else:
             rt = dict(row_totals or {})
-        changed = True
-        while changed:
-            changed = False
-            for c in counts:  # column groups
-                col_sup = sup[c].to_numpy()
-                col_val = vals[c].to_numpy()
-                for g in groups:
-                    if col_sup[g].sum() != 1:
-                        continue
-                    cand = [i for i in g if not col_sup[i] and i not in tot_rows
-                            and np.isfinite(col_val[i]) and col_val[i] > 0]
-                    if not cand:
-                        cand = [i for i in g if not col_sup[i] and i in tot_rows and np.isfinite(col_val[i])]
-                    if cand:
-                        pick = min(cand, key=lambda i: (col_val[i], i))
-                        sup.loc[pick, c] = True
-                        secondary.append((int(pick), c))
-                        changed = True
-            for t, parts in rt.items():  # row groups
-                cells = [*parts, t]
-                for i in range(n):
-                    if sum(bool(sup.at[i, c]) for c in cells) != 1:
-                        continue
-                    cand = [c for c in parts if not sup.at[i, c] and np.isfinite(vals.at[i, c]) and vals.at[i, c] > 0]
-                    if not cand and not sup.at[i, t] and np.isfinite(vals.at[i, t]):
-                        cand = [t]
-                    if cand:
-                        pick = min(cand, key=lambda c: (vals.at[i, c], cells.index(c)))
-                        sup.at[i, pick] = True
-                        secondary.append((i, pick))
-                        changed = True
+        for _ in range(10 * n * max(1, len(counts)) + 10):
+            _complement_groups(sup, vals, counts, groups, tot_rows, rt, secondary)
+            exposed = audit(sup, counts, groups, tot_rows, rt)
+            if not exposed:
+                break
+            # a withheld cell still follows from the published totals by linear algebra (e.g. a
+            # "bridge" between two blocks): withhold one more cell beside it and check again
+            if not _widen(sup, vals, groups, tot_rows, exposed, secondary):
+                break
 
     out = df.copy()
     mask = pd.DataFrame(False, index=range(n), columns=list(df.columns))
@@ -310,7 +295,142 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
                 col = col.astype(object)
             out[c] = col.mask(pd.Series(m, index=out.index))
     mask.index = df.index
-    return Suppression(out, primary, secondary, n_derived, mask)
+    return Suppression(out, primary, secondary, n_derived, mask, exposed)
+
+
+def _complement_groups(sup, vals, counts, groups, tot_rows, rt, secondary) -> None:
+    """Greedy rule until stable: no column group or row group holds exactly one withheld cell."""
+    n = len(vals)
+    changed = True
+    while changed:
+        changed = False
+        for c in counts:  # column groups
+            col_sup = sup[c].to_numpy()
+            col_val = vals[c].to_numpy()
+            for g in groups:
+                if col_sup[g].sum() != 1:
+                    continue
+                cand = [i for i in g if not col_sup[i] and i not in tot_rows
+                        and np.isfinite(col_val[i]) and col_val[i] > 0]
+                if not cand:
+                    cand = [i for i in g if not col_sup[i] and i in tot_rows and np.isfinite(col_val[i])]
+                if not cand:  # last resort: a zero (withholding it still leaves two unknowns)
+                    cand = [i for i in g if not col_sup[i] and np.isfinite(col_val[i])]
+                if cand:
+                    pick = min(cand, key=lambda i: (col_val[i], i))
+                    sup.loc[pick, c] = True
+                    col_sup[pick] = True
+                    secondary.append((int(pick), c))
+                    changed = True
+        for t, parts in rt.items():  # row groups
+            cells = [*parts, t]
+            for i in range(n):
+                if sum(bool(sup.at[i, c]) for c in cells) != 1:
+                    continue
+                cand = [c for c in parts if not sup.at[i, c] and np.isfinite(vals.at[i, c]) and vals.at[i, c] > 0]
+                if not cand and not sup.at[i, t] and np.isfinite(vals.at[i, t]):
+                    cand = [t]
+                if cand:
+                    pick = min(cand, key=lambda c: (vals.at[i, c], cells.index(c)))
+                    sup.at[i, pick] = True
+                    secondary.append((i, pick))
+                    changed = True
+
+
+def _equations(sup, counts, groups, tot_rows, rt):
+    """Linear equations linking withheld cells: one per column group and per row of a row total
+    (sum of the parts = the total, known cells moved to the right-hand side)."""
+    cells = [(int(i), c) for c in counts for i in np.flatnonzero(sup[c].to_numpy())]
+    index = {cell: k for k, cell in enumerate(cells)}
+    rows = []
+    for c in counts:
+        col_sup = sup[c].to_numpy()
+        for g in groups:
+            hit = [i for i in g if col_sup[i]]
+            if not hit or len(g) == 1:  # a one-cell group says nothing beyond the cell itself
+                continue
+            has_total = any(i in tot_rows for i in g)
+            rows.append({index[(int(i), c)]: (-1.0 if (has_total and i in tot_rows) else 1.0) for i in hit})
+    for t, parts in rt.items():
+        for i in range(len(sup)):
+            eq = {index[(i, c)]: 1.0 for c in parts if sup.at[i, c]}
+            if sup.at[i, t]:
+                eq[index[(i, t)]] = -1.0
+            if eq:
+                rows.append(eq)
+    return cells, rows
+
+
+def audit(sup: pd.DataFrame, counts, groups, tot_rows=(), row_totals=None) -> list[tuple[int, str]]:
+    """Withheld cells whose value follows exactly from the published cells and totals.
+
+    sup: boolean frame (count columns) of withheld cells; groups: column groups whose sums are known
+    (see `column_groups`); tot_rows: positions of total rows; row_totals: {total: [parts]}.
+    A withheld cell x_k is determined when the unit vector e_k lies in the row space of the system
+    A x = b linking withheld cells (A: one row per group / row total); equivalently when x_k is zero
+    in every null-space vector of A. (Bounds such as x >= 0 can narrow intervals further; the
+    interval a primary cell keeps is at least as wide as its complement's value.)
+    """
+    rt = dict(row_totals or {})
+    # without row totals the count columns are independent systems: audit each on its own
+    blocks = [list(counts)] if rt else [[c] for c in counts]
+    exposed = []
+    for cols in blocks:
+        cells, eqs = _equations(sup, cols, groups, set(tot_rows), rt)
+        if not cells or not eqs:
+            continue
+        a = np.zeros((len(eqs), len(cells)))
+        for r, eq in enumerate(eqs):
+            for k, v in eq.items():
+                a[r, k] = v
+        # e_k is in the row space of A iff k is a pivot column of the reduced row echelon form
+        # and its row has no other non-zero entry
+        r, pivots = _rref(a)
+        exposed += [cells[k] for j, k in enumerate(pivots) if np.count_nonzero(np.abs(r[j]) > 1e-9) == 1]
+    return exposed
+
+
+def _rref(a: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, list[int]]:
+    """Reduced row echelon form (rows, pivot columns) by Gauss-Jordan elimination with partial
+    pivoting; sparse row updates, no BLAS (the systems are small 0/+-1 matrices)."""
+    a = a.astype(float).copy()
+    m, n = a.shape
+    pivots: list[int] = []
+    r = 0
+    for c in range(n):
+        if r == m:
+            break
+        p = r + int(np.argmax(np.abs(a[r:, c])))
+        if abs(a[p, c]) < tol:
+            continue
+        if p != r:
+            a[[r, p]] = a[[p, r]]
+        a[r] /= a[r, c]
+        col = a[:, c].copy()
+        col[r] = 0.0
+        nz = np.flatnonzero(np.abs(col) > tol)
+        if nz.size:
+            sub = a[nz] - col[nz, None] * a[r][None, :]
+            sub[np.abs(sub) < tol] = 0.0
+            a[nz] = sub
+        pivots.append(c)
+        r += 1
+    return a[:r], pivots
+
+
+def _widen(sup, vals, groups, tot_rows, exposed, secondary) -> bool:
+    """Withhold the smallest positive visible cell sharing a column group with an exposed cell."""
+    for i, c in exposed:
+        col_sup = sup[c].to_numpy()
+        col_val = vals[c].to_numpy()
+        near = {j for g in groups if i in g for j in g if not col_sup[j] and np.isfinite(col_val[j])}
+        cand = sorted(near, key=lambda j: (not (col_val[j] > 0 and j not in tot_rows), j in tot_rows,
+                                           col_val[j], j))
+        if cand:
+            sup.loc[cand[0], c] = True
+            secondary.append((int(cand[0]), c))
+            return True
+    return False
 
 
 def small_cells(df: pd.DataFrame, min_cell: int, counts=None) -> list[tuple[int, str, float]]:

@@ -168,6 +168,12 @@ class Exporter:
                            f"small values; suppressed them as counts")
                 sup = disclosure.suppress(df, self.min_cell, list(counts) + undeclared, derived,
                                           by=by, row_totals=row_totals)
+        if sup.exposed:
+            msg = (f"{what}: withheld cell(s) {sup.exposed[:10]} (row, column) can still be derived from "
+                   f"the totals and no cell is left to withhold beside them")
+            if self.strict:
+                raise DisclosureError(msg)
+            self._warn(msg)
         return sup, undeclared
 
     # --- interface ---------------------------------------------------------------------------------
