@@ -262,7 +262,8 @@ def treat(st: Streams, f: pd.DataFrame, effects: dict, stream: str) -> tuple[pd.
         long_p = 0.6 if ind == "nail" else 0.15
         kind = np.where(rng.random(sel.sum()) < long_p, "long_nail", "short_nail")
         op[sel] = np.where(nail, kind, "shs")
-    op[rng.random(n) < 0.01] = "other"
+    # a few "other" operations where no indicator is defined (undisplaced femoral neck, basocervical)
+    op[np.isin(ft, ["fn_undisplaced", "basocervical"]) & (rng.random(n) < 0.02)] = "other"
     # hemi vs total for arthroplasties
     arth = op == "hemi"
     asa12 = (f["asa_group"] == "1-2").to_numpy()

@@ -74,7 +74,7 @@ class Builder:
         rates = lifetable.rate_array(lt, years)
         df = core.draw_patients(st, years, self.scale)
         n = len(df)
-        pnum = st("ids").choice(np.arange(1, 10_000_000), size=n, replace=False)
+        pnum = st("ids").choice(9_999_999, size=n, replace=False) + 1
         df["person_id"] = np.array([f"P{i:07d}" for i in pnum], dtype=object)
         hospitals = list(self.hosp["hospital"])
         effects = core.hospital_effects(st, hospitals)

@@ -60,7 +60,7 @@ def _B_for(sex: str, c: float, target: float) -> float:
     from .core import bisect
 
     return float(np.exp(bisect(lambda lb: target - life_expectancy(_rates(sex, np.exp(lb), c)),
-                               np.log(1e-8), np.log(1e-2), tol=1e-12)))
+                               np.log(1e-8), np.log(1e-2), tol=1e-10)))
 
 
 @cache
@@ -79,6 +79,11 @@ def _calibrate_2015(sex: str) -> tuple[float, float]:
 
 def life_table(years: tuple[int, int]) -> pd.DataFrame:
     """year, sex, age (0..105), mortality_rate (per person-year), qx; sorted by year, sex, age."""
+    return _life_table(tuple(int(y) for y in years)).copy()
+
+
+@cache
+def _life_table(years: tuple[int, int]) -> pd.DataFrame:
     out = []
     for sex in ("female", "male"):
         _, c = _calibrate_2015(sex)
