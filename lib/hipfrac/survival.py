@@ -94,8 +94,10 @@ def km_table(data: pd.DataFrame, unit=None, *, times: Sequence[float], time: str
         hi = np.where(idx >= 0, ci.iloc[np.clip(idx, 0, None), 1].to_numpy(), 1.0)
         fu = g[time].to_numpy(float)
         ev = g[event].to_numpy(int)
-        n_risk = np.array([(fu >= t).sum() for t in times])
-        n_ev = np.array([((fu <= t) & (ev == 1)).sum() for t in times])
+        srt = np.sort(fu)
+        n_risk = len(fu) - np.searchsorted(srt, times, "left")
+        dt = np.sort(fu[ev == 1])
+        n_ev = np.searchsorted(dt, times, "right")
         # beyond the last follow-up time: no estimate
         beyond = times > fu.max()
         s = np.where(beyond, np.nan, s)
