@@ -257,3 +257,8 @@ def test_exporter_refuses_an_exposed_cell_in_a_real_data_run(monkeypatch, tmp_pa
     out = Exporter(load("params/smoke.yaml"), "99_x", output_dir=tmp_path / "b")
     with pytest.warns(UserWarning, match="can still be derived"):
         out.table(df, "t")
+
+
+def test_expected_numbers_are_not_small_counts():
+    df = pd.DataFrame({"g": ["a", "b", "c"], "deaths_expected": [1.3, 2.0, 40.2], "n": [50, 60, 70]})
+    assert disclosure.small_cells(df, 5) == [(1, "deaths_expected", 2.0)]

@@ -157,3 +157,16 @@ def test_time_series_of_counts_is_not_a_leak(clean_run, tmp_path):
     nb.cells.append(cell)
     nbformat.write(nb, path)
     assert scan.scan_run(run) == []
+
+
+def test_decimals_and_expected_numbers_are_not_leaks(clean_run, tmp_path):
+    run = _plant(clean_run, tmp_path)
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["term", "estimate", "deaths_avoided"])
+    ws.append(["age", 0.14106896587123, 1.1])  # 11 digits after a decimal point; an expected number
+    ws.append(["male", -0.06265725918, 25.0])
+    wb.save(run / "99_demo" / "model.xlsx")
+    assert scan.scan_run(run) == []
+    (run / "99_demo" / "note.md").write_text("National identity number 01019912345.\n")
+    assert _kinds(scan.scan_run(run)) == {"pseudonymous id (national identity number)"}

@@ -138,7 +138,9 @@ def _numeric(s: pd.Series) -> pd.Series:
 
 
 def _small(vals: pd.Series, min_cell: int) -> pd.Series:
-    return (vals >= 1) & (vals < min_cell)
+    """Whole numbers from 1 to min_cell - 1 (a model-based expected number such as 1.3 deaths is
+    not a count of persons)."""
+    return (vals >= 1) & (vals < min_cell) & (vals == np.floor(vals))
 
 
 def total_rows(df: pd.DataFrame) -> list[int]:

@@ -40,7 +40,8 @@ ID_PATTERNS = {
     "dispensing id": r"R\d{9}",
     "national identity number": r"\d{11}",
 }
-_ID_RES = {k: re.compile(rf"(?<![A-Za-z0-9]){v}(?![A-Za-z0-9])") for k, v in ID_PATTERNS.items()}
+# an id stands alone: not part of a longer word or number (digits after a decimal point are not ids)
+_ID_RES = {k: re.compile(rf"(?<![A-Za-z0-9.,]){v}(?![A-Za-z0-9]|[.,]\d)") for k, v in ID_PATTERNS.items()}
 _DATE = r"(?:18|19|20)\d{2}-[01]\d-[0-3]\d|[0-3]\d\.[01]\d\.(?:18|19|20)\d{2}"
 _BD_WORDS = (r"(?<![A-Za-zæøåÆØÅ])(?:birth|born|dob|death|died|dod|deceased|f[øo]dsels?dato|f[øo]dt|d[øo]ds?dato"
              r"|d[øo]de?)(?![a-zæøå])")
@@ -133,7 +134,8 @@ def scan_frame(df: pd.DataFrame, path: str, where: str, min_cell: int) -> list[F
         if not _is_count_header(c):
             continue
         vals = df[c].map(_to_number)
-        small = [(i, v) for i, v in enumerate(vals) if v is not None and 1 <= v < min_cell]
+        # counts are whole numbers; model-based expected numbers (1.1 deaths avoided) are not
+        small = [(i, v) for i, v in enumerate(vals) if v is not None and 1 <= v < min_cell and float(v).is_integer()]
         if small:
             i, v = small[0]
             out.append(Finding(path, where, "small count",
