@@ -346,8 +346,7 @@ class _Builder:
                 v.report.add(Problem("optional column missing (treated as empty)", name, str(ext.path), c,
                                      "warning", 1, [], "keep"))
             con.execute(f"CREATE OR REPLACE TEMP TABLE {typed} AS SELECT "
-                        f"{ingest.typed_select(con, ext, types, flags=True)} FROM {ext.table} "
-                        f"ORDER BY {ext.row_expr}")
+                        f"{ingest.typed_select(con, ext, types, flags=True)} FROM {ext.table}")
             drop_cols = set(DROP_IF_MISSING.get(name, []))
             v.types(types, ext.columns, self.c.fatal_type_fraction,
                     actions={c: "drop" for c in drop_cols})

@@ -191,9 +191,8 @@ def typed_expr(col: str, typ: str, raw_type: str = "VARCHAR", decimal: str = "."
     if typ == "int":
         if decimal == ",":
             t = f"replace({t}, ',', '.')"
-        # "3.0" is accepted as 3, "3.5" is not an integer
-        return (f"CASE WHEN TRY_CAST({t} AS DOUBLE) = floor(TRY_CAST({t} AS DOUBLE)) "
-                f"THEN TRY_CAST(TRY_CAST({t} AS DOUBLE) AS BIGINT) END")
+        # "3.0" is accepted as 3, "3.5" is not an integer (a plain cast would round it)
+        return f"CASE WHEN TRY_CAST({t} AS DOUBLE) = TRY_CAST({t} AS BIGINT) THEN TRY_CAST({t} AS BIGINT) END"
     if typ == "bool":
         return (f"CASE lower({t}) WHEN '1' THEN true WHEN 'true' THEN true WHEN 'yes' THEN true "
                 f"WHEN '0' THEN false WHEN 'false' THEN false WHEN 'no' THEN false END")
