@@ -169,3 +169,27 @@ def test_adjusted_funnel_z_from_expected_variance():
     assert adj.loc["a", "z"] == pytest.approx(-5.0) and adj.loc["b", "z"] == pytest.approx(2.5)
     assert adj.loc["a", "outside_99.8"] == "low" and adj.loc["b", "outside_99.8"] == ""
     assert adj.loc["b", "outside_95"] == "high"
+
+
+def test_random_effects_offset_close_to_joint():
+    rng = np.random.default_rng(5)
+    n = 4000
+    d = pd.DataFrame({"hospital": rng.choice([f"h{i}" for i in range(15)], n), "age": rng.uniform(60, 95, n),
+                      "op_id": "x", "asa_group": rng.choice(["1-2", "3", "4-5"], n)})
+    u = pd.Series(rng.normal(0, 0.6, 15), index=[f"h{i}" for i in range(15)])
+    lin = 1 + 0.04 * (d["age"] - 80) - 0.5 * (d["asa_group"] == "4-5") + d["hospital"].map(u)
+    d["surgery_48h"] = pd.array(rng.binomial(1, 1 / (1 + np.exp(-lin))), dtype="Int64")
+    cat = load_catalogue()
+    _, joint = ind_mod.random_effects(d, cat["surgery_48h"], "hospital", ["age", "asa_group"], method="joint")
+    null, off = ind_mod.random_effects(d, cat["surgery_48h"], "hospital", ["age", "asa_group"], method="offset")
+    assert off.sigma2 == pytest.approx(joint.sigma2, rel=0.05)
+    assert joint.params.set_index("term").loc["age", "estimate"] == pytest.approx(0.04, abs=0.01)
+    assert list(off.params["term"]) == ["Intercept"]
+
+
+def test_outside_summary_names_strong_candidates():
+    flags = pd.DataFrame({"indicator": "x", "unit": ["a", "b", "c"], "outside_99.8": ["low", "high", ""],
+                          "outside_add_99.8": ["low", "", ""], "adj_outside_99.8": ["low", "high", ""]})
+    text = ind_mod.outside_summary(flags, {"x": "Indicator X"})
+    assert "2 of 3 units outside the exact limits" in text
+    assert "beyond both case-mix and overdispersion-adjusted limits: a (below)" in text

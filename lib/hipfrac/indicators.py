@@ -439,16 +439,42 @@ def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] =
 
 
 def random_effects(cohort: pd.DataFrame, ind: Indicator, unit: str, adjustment: Sequence[str],
-                   nagq: int = 1, ci: str = "wald") -> tuple[object, object]:
+                   nagq: int = 1, ci: str = "wald", method: str = "joint") -> tuple[object, object]:
     """Random-intercept logits of one indicator: null (no patient factors) and case-mix adjusted
-    (missing categories as a level, constant factors left out). Returns (null_fit, adjusted_fit)."""
+    (missing categories as a level, constant factors left out). Returns (null_fit, adjusted_fit).
+
+    method "joint": the patient factors' coefficients are estimated with sigma2 by maximum likelihood.
+    method "offset": two-stage, faster at national scale: an ordinary logistic case-mix model (as in
+      `case_mix`) gives each patient's linear predictor, which enters the random-intercept model as a
+      fixed offset (only the intercept and sigma2 are estimated). The adjusted fit's `params` then
+      hold only the intercept.
+    """
     d, _ = eligible(cohort, ind)
     x, cov = _adjust_frame(d, adjustment)
     x["y"] = d["y"].to_numpy()
     x["_unit"] = d[unit].astype(str).to_numpy()
     null = variation.random_intercept_logit(x, "y", "_unit", [], nagq=nagq, ci=ci)
-    adj = variation.random_intercept_logit(x, "y", "_unit", cov, nagq=nagq, ci=ci)
+    if method == "joint":
+        adj = variation.random_intercept_logit(x, "y", "_unit", cov, nagq=nagq, ci=ci)
+    elif method == "offset":
+        X = variation.design_matrix(x, cov)
+        beta = _logit_fit(d["y"].to_numpy(float), X.to_numpy(float))
+        x["_offset"] = X.to_numpy(float)[:, 1:] @ beta[1:]
+        adj = variation.random_intercept_logit(x, "y", "_unit", [], nagq=nagq, ci=ci, offset="_offset")
+    else:
+        raise ValueError(f"method must be 'joint' or 'offset', got {method!r}")
     return null, adj
+
+
+def _logit_fit(y: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood logistic regression coefficients (statsmodels Logit, Newton)."""
+    import statsmodels.api as sm
+
+    model = sm.Logit(y, X)
+    try:
+        return np.asarray(model.fit(disp=0, method="newton", maxiter=100).params)
+    except np.linalg.LinAlgError:
+        return np.asarray(model.fit(disp=0, method="bfgs", maxiter=1000).params)
 
 
 def area_variation(cohort: pd.DataFrame, ind: Indicator, area: str = "referral_area",
@@ -475,23 +501,24 @@ def area_variation(cohort: pd.DataFrame, ind: Indicator, area: str = "referral_a
 def outside_summary(flags: pd.DataFrame, titles: dict, level_name: str = "99.8") -> str:
     """Markdown summary of units outside the `level_name` % limits, per indicator.
 
-    flags: indicator, unit, outside_<L> (crude) and optionally adj_outside_<L> (case-mix adjusted).
+    flags: indicator, unit, outside_<L> (crude, exact binomial), optionally outside_add_<L> (crude,
+    overdispersion-adjusted, additive random effects) and adj_outside_<L> (case-mix adjusted).
+    Per indicator: how many units fall outside each set of limits, and by name the units outside
+    both the case-mix adjusted and the overdispersion-adjusted limits (beyond the usual spread between
+    units even after case-mix: the strongest candidates for unjustified variation).
     """
-    col, acol = f"outside_{level_name}", f"adj_outside_{level_name}"
+    col, acol, ocol = f"outside_{level_name}", f"adj_outside_{level_name}", f"outside_add_{level_name}"
     lines = []
     for iid in dict.fromkeys(flags["indicator"]):
         f = flags[flags["indicator"] == iid]
-        crude = f[f[col] != ""]
-        adj = f[f[acol] != ""] if acol in f.columns else crude.iloc[0:0]
-        if crude.empty and adj.empty:
-            lines.append(f"- **{titles.get(iid, iid)}**: no unit outside the {level_name} % limits.")
-            continue
-        def fmt(x):
-            return ", ".join(f"{u} ({'above' if s == 'high' else 'below'})" for u, s in zip(x["unit"], x.iloc[:, -1]))
-        parts = [f"crude: {fmt(crude[['unit', col]]) if len(crude) else 'none'}"]
+        k = len(f)
+        parts = [f"{int((f[col] != '').sum())} of {k} units outside the exact limits"]
         if acol in f.columns:
-            both = sorted(set(crude["unit"]) & set(adj["unit"]))
-            parts.append(f"after case-mix adjustment: {fmt(adj[['unit', acol]]) if len(adj) else 'none'}")
-            parts.append(f"outside in both (unjustified variation candidates): {', '.join(both) if both else 'none'}")
-        lines.append(f"- **{titles.get(iid, iid)}** — " + "; ".join(parts) + ".")
+            parts.append(f"{int((f[acol] != '').sum())} after case-mix adjustment")
+        if ocol in f.columns:
+            parts.append(f"{int((f[ocol] != '').sum())} outside the overdispersion-adjusted limits")
+            strong = f[(f[ocol] != "") & ((f[acol] != "") if acol in f.columns else True)]
+            named = ", ".join(f"{u} ({'above' if s == 'high' else 'below'})" for u, s in zip(strong["unit"], strong[ocol]))
+            parts.append(f"beyond both case-mix and overdispersion-adjusted limits: {named or 'none'}")
+        lines.append(f"- **{titles.get(iid, iid)}**: " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"

@@ -550,8 +550,10 @@ class RandomInterceptFit:
 class _RILogitLik:
     """Marginal log-likelihood of a random-intercept logit on aggregated binomial rows."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, m: np.ndarray, g: np.ndarray, n_groups: int, nagq: int):
+    def __init__(self, X: np.ndarray, y: np.ndarray, m: np.ndarray, g: np.ndarray, n_groups: int, nagq: int,
+                 off: np.ndarray | None = None):
         self.X, self.y, self.m, self.g, self.G = X, y, m, g, n_groups
+        self.off = np.zeros(len(y)) if off is None else off
         if np.any(np.diff(g) < 0) or len(np.unique(g)) != n_groups:
             raise ValueError("rows must be sorted by group and every group present")
         self.starts = np.searchsorted(g, np.arange(n_groups))
@@ -583,7 +585,7 @@ class _RILogitLik:
     def loglik(self, beta: np.ndarray, tau: float, grad: bool = False):
         """Log-likelihood at fixed effects beta and tau = log(sigma); with its gradient if grad."""
         s2 = np.exp(2 * tau)
-        eta0 = self.X @ beta
+        eta0 = self.X @ beta + self.off
         b, p, h = self._modes(eta0, s2, self.b.copy())
         self.b = b
         if self.nagq <= 1:
@@ -630,6 +632,7 @@ def random_intercept_logit(
     nagq: int = 1,
     level: float = 0.95,
     ci: str = "profile",
+    offset: str | None = None,
 ) -> RandomInterceptFit:
     """Random-intercept logistic regression by maximum likelihood: logit P(y=1) = x'beta + u_group,
     u ~ N(0, sigma2).
@@ -641,6 +644,8 @@ def random_intercept_logit(
       > 1 = adaptive Gauss-Hermite quadrature with nagq nodes per unit (numerical gradient).
     ci: "profile" (profile-likelihood interval for sigma, chi2(1) cut-off; the lower limit is 0 when
       the cut-off is not reached before sigma = 0) or "wald" (Wald on log sigma).
+    offset: optional column of fixed per-patient log-odds (e.g. the linear predictor of a case-mix
+      model, for a fast two-stage fit); added to x'beta.
     Rows are aggregated to unit x covariate pattern (binomial counts) before fitting.
     Returns a `RandomInterceptFit` (sigma2, mor, mor_ci, params, unit_effects, summary).
     """
@@ -648,7 +653,9 @@ def random_intercept_logit(
 
     covariates = list(covariates)
     _require(data, [outcome, group] + covariates, "random_intercept_logit")
-    d = data[[outcome, group] + covariates]
+    if offset is not None:
+        _require(data, [offset], "random_intercept_logit offset")
+    d = data[[outcome, group] + covariates + ([offset] if offset else [])]
     keep = d.notna().all(axis=1)
     n_dropped = int((~keep).sum())
     d = d[keep]
@@ -666,20 +673,22 @@ def random_intercept_logit(
     agg = X.copy()
     agg["_g"] = d[group].astype(str).to_numpy()
     agg["_y"] = y_raw.to_numpy(float)
-    agg = agg.groupby(["_g"] + terms, sort=True).agg(_y=("_y", "sum"), _m=("_y", "size")).reset_index()
+    agg["_off"] = d[offset].to_numpy(float) if offset else 0.0
+    agg = agg.groupby(["_g"] + terms + ["_off"], sort=True).agg(_y=("_y", "sum"), _m=("_y", "size")).reset_index()
     groups = sorted(agg["_g"].unique())
     gcode = pd.Categorical(agg["_g"], categories=groups).codes.astype(np.int64)
     Xa = agg[terms].to_numpy(float)
     ya = agg["_y"].to_numpy(float)
     ma = agg["_m"].to_numpy(float)
-    lik = _RILogitLik(Xa, ya, ma, gcode, len(groups), nagq)
+    off = agg["_off"].to_numpy(float)
+    lik = _RILogitLik(Xa, ya, ma, gcode, len(groups), nagq, off)
 
     # start: ordinary logistic regression (few Newton steps), sigma = 0.3
     beta0 = np.zeros(len(terms))
     pbar = ya.sum() / ma.sum()
     beta0[0] = np.log(pbar / (1 - pbar)) if 0 < pbar < 1 else 0.0
     for _ in range(25):
-        pr = _expit(Xa @ beta0)
+        pr = _expit(Xa @ beta0 + off)
         H = (Xa * (ma * pr * (1 - pr))[:, None]).T @ Xa
         step = np.linalg.lstsq(H, Xa.T @ (ya - ma * pr), rcond=None)[0]
         beta0 = beta0 + step
@@ -743,7 +752,7 @@ def random_intercept_logit(
         raise ValueError(f"ci must be 'profile' or 'wald', got {ci!r}")
     sigma2 = sigma**2
     # conditional modes and SDs at the estimate
-    b, _, h = lik._modes(Xa @ beta, max(sigma2, np.exp(2 * tau_lo)), np.zeros(len(groups)))
+    b, _, h = lik._modes(Xa @ beta + off, max(sigma2, np.exp(2 * tau_lo)), np.zeros(len(groups)))
     if at_boundary:
         b = np.zeros_like(b)
     csd = 1 / np.sqrt(h)
