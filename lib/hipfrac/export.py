@@ -265,11 +265,11 @@ class Exporter:
             if fmt == "png":
                 meta = {"Title": title or name, "Description": desc, "Source": f"hipfrac run {self.run}",
                         "Software": "hipfrac"}
-                fig.savefig(p, format="png", dpi=self.params.export.dpi, metadata=meta)
+                fig.savefig(p, format="png", dpi=self.params.export.dpi, metadata=meta, bbox_inches="tight")
             else:
                 meta = {"Title": title or name, "Subject": desc, "Keywords": f"hipfrac run {self.run}",
                         "Creator": "hipfrac", "Author": "hipfrac", "CreationDate": None, "ModDate": None}
-                fig.savefig(p, format="pdf", metadata=meta)
+                fig.savefig(p, format="pdf", metadata=meta, bbox_inches="tight")
             self._record(p)
             first = first or p
         self.figures.append(info)
