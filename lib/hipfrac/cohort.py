@@ -712,28 +712,18 @@ class _Builder:
                       AND coalesce(k.end_date, DATE '9999-12-31') >= i.fracture_date) AS care_after
             FROM idx i JOIN t_kpr_services k ON k.person_id = i.person_id GROUP BY i.event_id""")
         # later fractures
-        hip = ", ".join(f"'{x}'" for x in HIP_CODES)
-        gap = c.new_fracture_gap_days
         newfx = "|".join(NEW_FRACTURE_PREFIXES)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE second_fx AS
-            SELECT event_id, min(d) AS second_date FROM (
-              SELECT i.event_id, n.admission_date AS d FROM idx i JOIN t_npr_episodes n
-                ON n.person_id = i.person_id AND substr(n.diag_main, 1, 4) IN ({hip})
-               AND n.admission_date >= i.fracture_date + INTERVAL {gap} DAY
-              UNION ALL
-              SELECT i.event_id, p.frac_date FROM idx i JOIN nhfr_prim p
-                ON p.person_id = i.person_id AND p.op_id <> coalesce(i.op_id, '')
-               AND p.frac_date > i.fracture_date
-               AND (p.side <> (SELECT side FROM nhfr_prim q WHERE q.op_id = i.op_id)
-                    OR p.frac_date >= i.fracture_date + INTERVAL {gap} DAY)
-            ) WHERE d <= {eof} GROUP BY event_id""")
+            SELECT i.event_id, min(e.fracture_date) AS second_date FROM idx i JOIN events e
+              ON e.person_id = i.person_id AND e.event_id <> i.event_id
+             AND e.fracture_date >= i.fracture_date AND e.fracture_date <= {eof}
+            GROUP BY i.event_id""")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE new_fx AS
             SELECT i.event_id, min(n.admission_date) AS new_date FROM idx i JOIN t_npr_episodes n
               ON n.person_id = i.person_id AND regexp_matches(n.diag_main, '^({newfx})')
-             AND ((substr(n.diag_main, 1, 3) = 'S72' AND n.admission_date >= i.fracture_date + INTERVAL {gap} DAY)
-                  OR (substr(n.diag_main, 1, 3) <> 'S72' AND n.admission_date > i.fracture_date))
+             AND substr(n.diag_main, 1, 3) <> 'S72' AND n.admission_date > i.fracture_date
              AND n.admission_date <= {eof}
             GROUP BY i.event_id""")
         atc = " OR ".join(f"starts_with(r.atc, '{a}')" for a in OSTEO_ATC)
@@ -940,8 +930,9 @@ def _finish(df: pd.DataFrame, params) -> pd.DataFrame:
     out["second_hip_fracture"] = sd.notna().astype("int64")
     out["second_fracture_date"] = sd
     out["days_to_second_fracture"] = (sd - fd).dt.days.astype(float)
-    nd = pd.to_datetime(df["new_date"])
+    nd = pd.to_datetime(df["new_date"])          # other fractures (not hip) after the fracture date
     nd = nd.where(~dead | (nd <= death))
+    nd = nd.where(sd.isna() | (nd <= sd), sd)      # or a second hip fracture, whichever comes first
     out["any_new_fracture"] = nd.notna().astype("int64")
     out["new_fracture_date"] = nd
     out["osteo_med_before"] = df["osteo_before"].astype("int64")
