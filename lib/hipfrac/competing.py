@@ -18,12 +18,15 @@ Validated against cmprsk 2.2 on survival::mgus2 (tests/reference/competing.R, te
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 __all__ = [
     "FineGrayFitter",
+    "blas_threads",
     "cause_specific_cox",
     "cumulative_incidence",
     "design_matrix",
@@ -35,9 +38,51 @@ __all__ = [
 # helpers
 # --------------------------------------------------------------------------------------------------
 def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a.T @ b for tall arrays without multithreaded BLAS (einsum): on a shared, loaded machine
-    OpenBLAS threads contend and a 30k x 25 product can take 40 times longer than this."""
-    return np.einsum("ij,ik->jk", a, b)
+    """a.T @ b for tall arrays (BLAS; run inside `blas_threads(1)`)."""
+    return a.T @ b
+
+
+_OPENBLAS = None
+
+
+def _openblas():
+    """numpy's bundled OpenBLAS (get/set thread count), or None if not found."""
+    global _OPENBLAS
+    if _OPENBLAS is None:
+        import ctypes
+        import glob
+        import os
+
+        _OPENBLAS = False
+        libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*"))):
+            try:
+                lib = ctypes.CDLL(path)
+                get, set_ = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+                _OPENBLAS = (get, set_)
+                break
+            except (OSError, AttributeError):
+                continue
+    return _OPENBLAS or None
+
+
+@contextmanager
+def blas_threads(n: int = 1):
+    """Run numpy's OpenBLAS with `n` threads inside the block (restored afterwards). The fitters'
+    products are tall and thin (100k x 30): on a shared, loaded machine OpenBLAS threads contend
+    and a single thread is 5-15 times faster; elsewhere the difference is small. No-op when numpy
+    does not bundle OpenBLAS."""
+    lib = _openblas()
+    if lib is None:
+        yield
+        return
+    get, set_ = lib
+    old = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(old)
 
 
 def _check_columns(data: pd.DataFrame, cols) -> None:
@@ -215,47 +260,63 @@ class _FGData:
         ev_u = np.add.reduceat(self.type1.astype(float), first)
         m = ev_u > 0
         self.tau, self.d, self.tau_first = u[m], ev_u[m], first[m]
+        self.tau_u = np.flatnonzero(m)                                   # position of tau_m among u
+        self.any_type2 = bool(self.type2.any())
         self.G_tau = g_left[m]
         self.sum_x_events = self.x[self.type1].sum(axis=0)
         # index of each subject's time among tau: number of tau <= t_i
         self.n_tau_le = np.searchsorted(self.tau, self.t, side="right")
         self.event_m = self.n_tau_le - 1                                 # for type-1 subjects: own tau
 
-    def risk_sums(self, beta):
-        """S0_m, S1_m (D x p) at each distinct cause-1 time, and per-subject exp(x'b)."""
-        eta = np.einsum("ij,j->i", self.x, beta)
+    def risk_sums(self, beta, need_s1: bool = True):
+        """S0_m, S1_m (D x p) at each distinct cause-1 time, and per-subject exp(x'b). Sums are
+        first aggregated per distinct time (np.add.reduceat), then cumulated over the distinct times."""
+        eta = self.x @ beta
         e = np.exp(eta)
-        ex = e[:, None] * self.x
-        # sums over subjects with t >= tau_m
-        rev0 = np.concatenate([np.cumsum(e[::-1])[::-1], [0.0]])
-        rev1 = np.vstack([np.cumsum(ex[::-1], axis=0)[::-1], np.zeros((1, self.x.shape[1]))])
-        # sums over competing-event subjects with t < tau_m, weighted 1/G(t_k-)
-        w2 = np.where(self.type2, e / self.G, 0.0)
-        fwd0 = np.concatenate([[0.0], np.cumsum(w2)])
-        fwd1 = np.vstack([np.zeros((1, self.x.shape[1])), np.cumsum(w2[:, None] * self.x, axis=0)])
-        k = self.tau_first
-        s0 = rev0[k] + self.G_tau * fwd0[k]
-        s1 = rev1[k] + self.G_tau[:, None] * fwd1[k]
+        first, m_idx = self.first, self.tau_u
+        # sums over subjects with t >= tau_m: reverse cumulative sums over distinct times
+        g0 = np.add.reduceat(e, first)
+        rev0 = np.cumsum(g0[::-1])[::-1]
+        s0 = rev0[m_idx]
+        s1 = None
+        if need_s1:
+            g1 = np.add.reduceat(e[:, None] * self.x, first, axis=0)
+            s1 = np.cumsum(g1[::-1], axis=0)[::-1][m_idx]
+        if self.any_type2:
+            # sums over competing-event subjects with t < tau_m, weighted 1/G(t_k-)
+            w2 = np.where(self.type2, e / self.G, 0.0)
+            f0 = np.concatenate([[0.0], np.cumsum(np.add.reduceat(w2, first))])
+            s0 = s0 + self.G_tau * f0[m_idx]
+            if need_s1:
+                f1 = np.vstack([np.zeros((1, self.x.shape[1])),
+                                np.cumsum(np.add.reduceat(w2[:, None] * self.x, first, axis=0), axis=0)])
+                s1 = s1 + self.G_tau[:, None] * f1[m_idx]
         return e, eta, s0, s1
 
     def loglik(self, beta):
-        e, eta, s0, _ = self.risk_sums(beta)
+        e, eta, s0, _ = self.risk_sums(beta, need_s1=False)
         return float(eta[self.type1].sum() - (self.d * np.log(s0)).sum())
 
-    def _subject_weights(self, e, s0, xbar):
+    def _subject_weights(self, e, s0, xbar, need_b: bool = True):
         """a_i = sum_m d_m w_i(tau_m)/S0_m and b_i = sum_m d_m w_i(tau_m) xbar_m / S0_m."""
         r0 = self.d / s0                                    # D
-        r1 = r0[:, None] * xbar                              # D x p
         c0 = np.concatenate([[0.0], np.cumsum(r0)])          # sum over tau <= t: index n_tau_le
-        c1 = np.vstack([np.zeros((1, xbar.shape[1])), np.cumsum(r1, axis=0)])
-        g0 = self.G_tau * r0
-        g1 = self.G_tau[:, None] * r1
-        t0 = np.concatenate([np.cumsum(g0[::-1])[::-1], [0.0]])   # sum over tau > t: index n_tau_le
-        t1 = np.vstack([np.cumsum(g1[::-1], axis=0)[::-1], np.zeros((1, xbar.shape[1]))])
         k = self.n_tau_le
-        w2 = np.where(self.type2, 1.0 / self.G, 0.0)
-        a = e * (c0[k] + w2 * t0[k])
-        b = e[:, None] * (c1[k] + w2[:, None] * t1[k])
+        a = e * c0[k]
+        if self.any_type2:
+            w2 = np.where(self.type2, 1.0 / self.G, 0.0)
+            g0 = self.G_tau * r0
+            t0 = np.concatenate([np.cumsum(g0[::-1])[::-1], [0.0]])   # sum over tau > t: index n_tau_le
+            a = a + e * w2 * t0[k]
+        if not need_b:
+            return a, None
+        r1 = r0[:, None] * xbar                              # D x p
+        c1 = np.vstack([np.zeros((1, xbar.shape[1])), np.cumsum(r1, axis=0)])
+        b = e[:, None] * c1[k]
+        if self.any_type2:
+            g1 = self.G_tau[:, None] * r1
+            t1 = np.vstack([np.cumsum(g1[::-1], axis=0)[::-1], np.zeros((1, xbar.shape[1]))])
+            b = b + (e * w2)[:, None] * t1[k]
         return a, b
 
     def derivatives(self, beta):
@@ -264,7 +325,7 @@ class _FGData:
         xbar = s1 / s0[:, None]
         ll = float(eta[self.type1].sum() - (self.d * np.log(s0)).sum())
         score = self.sum_x_events - (self.d[:, None] * xbar).sum(axis=0)
-        a, _ = self._subject_weights(e, s0, xbar)
+        a, _ = self._subject_weights(e, s0, xbar, need_b=False)
         info = _gram(self.x * a[:, None], self.x) - _gram(xbar * self.d[:, None], xbar)
         return ll, score, info, (e, s0, xbar)
 
@@ -362,12 +423,13 @@ class FineGrayFitter:
         status = np.where(ev == cause, 1, np.where(ev == 0, 0, 2))
         x, names = design_matrix(d, covariates, reference=reference)
         self._covariates, self._reference, self.terms = covariates, reference, names
-        fg = _FGData(t, status, x)
-        beta, ll, score, info, cache, conv = _newton(fg, x.shape[1], tol=tol, max_iter=max_iter)
-        if not conv:
-            raise RuntimeError(f"Fine-Gray Newton-Raphson did not converge in {max_iter} iterations "
-                               f"(max |score| {np.max(np.abs(score)):.3g})")
-        meat, infl = fg.sandwich_meat(beta, cache)
+        with blas_threads(1):
+            fg = _FGData(t, status, x)
+            beta, ll, score, info, cache, conv = _newton(fg, x.shape[1], tol=tol, max_iter=max_iter)
+            if not conv:
+                raise RuntimeError(f"Fine-Gray Newton-Raphson did not converge in {max_iter} iterations "
+                                   f"(max |score| {np.max(np.abs(score)):.3g})")
+            meat, infl = fg.sandwich_meat(beta, cache)
         h = np.linalg.inv(info)
         self.variance_matrix_ = h @ meat @ h
         self.naive_variance_ = h

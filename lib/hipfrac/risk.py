@@ -206,17 +206,23 @@ def build_design(data: pd.DataFrame, factors, *, info: DesignInfo | None = None,
             names = [name]
             cols[name] = pd.to_numeric(s).to_numpy(float) / f.scale
         else:
-            vals = s.astype(str)
+            uniq = pd.unique(s)
+            as_str = {u: str(u) for u in uniq}
             if new:
-                observed = sorted(vals.unique())
+                observed = sorted(set(as_str.values()))
                 if f.reference not in observed:
                     raise ValueError(f"reference level {f.reference!r} of {name!r} is not observed "
                                      f"(levels: {observed})")
                 info.levels[name] = [f.reference] + [v for v in observed if v != f.reference]
+            # integer codes of the levels (one pass over the rows), then one indicator per level
+            pos = {lv: j for j, lv in enumerate(info.levels[name])}
+            codes = pd.Series(pd.factorize(s)[0]).to_numpy()
+            lut = np.array([pos.get(as_str[u], -1) for u in pd.factorize(s)[1]] + [-1])
+            codes = lut[codes]
             names = []
-            for lv in info.levels[name][1:]:
+            for j, lv in enumerate(info.levels[name][1:], start=1):
                 nm = f"{name}[{lv}]"
-                cols[nm] = (vals == lv).to_numpy(float)
+                cols[nm] = (codes == j).astype(float)
                 names.append(nm)
         if new:
             info.assign[name] = names
@@ -283,7 +289,13 @@ class BreslowCox:
     hazard at x = 0. Agrees with survival::coxph(ties = "breslow") (tests/test_risk.py).
     """
 
-    def fit(self, t, e, X, *, strata=None, cluster=None, tol: float = 1e-9, max_iter: int = 50):
+    def fit(self, t, e, X, *, strata=None, cluster=None, init=None, tol: float = 1e-9, max_iter: int = 50):
+        from hipfrac.competing import blas_threads
+
+        with blas_threads(1):
+            return self._fit(t, e, X, strata=strata, cluster=cluster, init=init, tol=tol, max_iter=max_iter)
+
+    def _fit(self, t, e, X, *, strata, cluster, init, tol, max_iter):
         from hipfrac.competing import _FGData
 
         t = np.asarray(t, float)
@@ -299,7 +311,7 @@ class BreslowCox:
             self._parts.append((idx, _FGData(t[idx], e[idx], X[idx])))
         if not self._parts:
             raise ValueError("no events: cannot fit a Cox model")
-        beta = np.zeros(p)
+        beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
         ll, score, info, caches = self._derivs(beta)
         for _ in range(max_iter):
             try:
@@ -341,11 +353,11 @@ class BreslowCox:
             self.baseline.append((fg.tau, np.cumsum(fg.d / s0)))
         self.score_residuals = resid
         if cluster is not None:
-            dfb = np.einsum("ij,jk->ik", resid, self.vcov_naive)
+            dfb = resid @ self.vcov_naive
             codes = pd.factorize(np.asarray(cluster), sort=True)[0]
             D = np.zeros((codes.max() + 1, p))
             np.add.at(D, codes, dfb)
-            self.vcov = np.einsum("ij,ik->jk", D, D)
+            self.vcov = D.T @ D
         else:
             self.vcov = self.vcov_naive
         return self
@@ -429,22 +441,24 @@ def harrell_c(time, event, risk, *, block: int = 512) -> float:
 
 def fit_cox(data: pd.DataFrame, factors, *, horizon_days: float | None = None, cluster: str | None = "hospital",
             strata: str | None = None, age_knots: int = 4, info: DesignInfo | None = None,
-            concordance: bool = True, label: str = "") -> CoxResult:
+            concordance: bool = True, init: pd.Series | None = None, label: str = "") -> CoxResult:
     """Cox model for death (days from fracture) on complete cases of the factors (Breslow ties,
     `BreslowCox`; with daily times and national risk sets the Efron correction is negligible).
 
     horizon_days: censor follow-up at this many days (30, 365; None = whole follow-up).
     cluster: column for cluster-robust (sandwich) standard errors (default the treating hospital);
     strata: column giving separate baseline hazards (e.g. "hospital"); use one or the other.
-    Rows with a missing factor are dropped and counted in `n_dropped`.
+    Rows with a missing factor are dropped and counted in `n_dropped`. init: starting coefficients
+    (by term name; terms not given start at 0), e.g. from the complete-case fit for imputed data.
     """
     d, n_dropped = _model_frame(data, factors, cluster, strata)
     X, info = build_design(d, factors, info=info, age_knots=age_knots)
     t, e = outcome(d, horizon_days)
     if e.sum() == 0:
         raise ValueError(f"no deaths within {horizon_days} days among {len(d)} complete cases")
+    b0 = None if init is None else pd.Series(init).reindex(X.columns).fillna(0.0).to_numpy(float)
     fit = BreslowCox().fit(t, e, X.to_numpy(float), strata=None if strata is None else d[strata].astype(str).to_numpy(),
-                           cluster=None if cluster is None else d[cluster].astype(str).to_numpy())
+                           cluster=None if cluster is None else d[cluster].astype(str).to_numpy(), init=b0)
     cols = list(X.columns)
     if fit.infinite.any():
         import warnings
@@ -498,7 +512,7 @@ def cindex_drop(data: pd.DataFrame, factors, *, horizon_days: float | None = Non
     rows = []
     for f in factors:
         rest = [g for g in factors if g != f]
-        r = fit_cox(d, rest, horizon_days=horizon_days, cluster=None, age_knots=age_knots)
+        r = fit_cox(d, rest, horizon_days=horizon_days, cluster=None, age_knots=age_knots, init=full.params)
         rows.append({"factor": f, "c_full": full.concordance, "c_without": r.concordance,
                      "c_drop": full.concordance - r.concordance})
     out = pd.DataFrame(rows)
@@ -580,13 +594,15 @@ def impute_chained(data: pd.DataFrame, factors, *, m: int = 10, iterations: int 
     incomplete factors are categorical, binary or ordinal with a few levels). In each iteration each
     incomplete column is drawn, given the current values of all other factors, from a multinomial
     linear-probability model (least squares on level indicators; fitted probabilities clipped at 0.001
-    and renormalised) fitted on a bootstrap sample of the rows where the column is observed
-    (approximate Bayesian bootstrap, so the parameter uncertainty is carried into the imputations).
+    and renormalised) fitted on a bootstrap sample of the rows where the column is observed (Poisson(1)
+    frequency weights, so the parameter uncertainty is carried into the imputations).
     Predictors: all other factors (age as its spline, categorical as indicators), plus
     `auxiliary` columns — by default the death indicator and the Nelson–Aalen cumulative hazard at the
     follow-up time (White & Royston, Stat Med 2009), so that the imputation model is compatible with
     the survival analysis. Starting values are draws from the observed distribution.
     """
+    from hipfrac.competing import blas_threads
+
     rng = np.random.default_rng(seed)
     factors = list(factors)
     cols = [_factor(f).column for f in factors]
@@ -622,13 +638,13 @@ def impute_chained(data: pd.DataFrame, factors, *, m: int = 10, iterations: int 
                 others = [np.eye(len(levels[o]))[codes[o]][:, 1:] for o in incomplete if o != c]
                 X = np.column_stack([fixed, *others]) if others else fixed
                 y = np.eye(len(levels[c]))[codes[c]]
-                obs_idx = np.flatnonzero(~miss[c])
-                boot = rng.choice(obs_idx, size=len(obs_idx), replace=True)
-                xb = X[boot]
-                xtx = np.einsum("ij,ik->jk", xb, xb)
-                coef = np.linalg.lstsq(xtx + 1e-8 * np.eye(xtx.shape[0]), np.einsum("ij,ik->jk", xb, y[boot]),
-                                       rcond=None)[0]
-                p = np.clip(np.einsum("ij,jk->ik", X[miss[c]], coef), 0.001, None)
+                # bootstrap of the observed rows as Poisson(1) frequency weights (no copies of X)
+                w = np.where(miss[c], 0.0, rng.poisson(1.0, size=len(X)).astype(float))
+                xw = X * w[:, None]
+                with blas_threads(1):
+                    xtx = xw.T @ X
+                    coef = np.linalg.lstsq(xtx + 1e-8 * np.eye(xtx.shape[0]), xw.T @ y, rcond=None)[0]
+                    p = np.clip(X[miss[c]] @ coef, 0.001, None)
                 p /= p.sum(axis=1, keepdims=True)
                 u = rng.uniform(size=len(p))
                 k = np.minimum((np.cumsum(p, axis=1) < u[:, None]).sum(axis=1), len(levels[c]) - 1)
