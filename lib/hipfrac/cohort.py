@@ -784,6 +784,10 @@ class _Builder:
         """SSB population aged 50+ by year, referral area, sex and 5-year age band (persons)."""
         muni = geography.municipalities()[["municipality", "referral_area", "region"]]
         self.con.register("geo_area_df", muni)
+        n_out = self.scalar("SELECT count(*) FROM t_ssb_population WHERE municipality NOT IN "
+                            "(SELECT municipality FROM geo_area_df)")
+        self.drops.add("population", "ssb_population", "municipality not in the geography (no referral area)",
+                       n_out)
         df = self.sql(f"""
             SELECT p.year, g.referral_area, g.region, p.sex,
                    CASE WHEN p.age_from >= 95 THEN '95+' ELSE p.age_band END AS age_band5,
