@@ -28,7 +28,7 @@ def _pct(ax, axis="y"):
 def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Sequence[float] = (0.95, 0.998),
                 tau2: float | None = None, label_outside: bool = True, unit_col: str = "unit",
                 xlabel: str = "Patients (n)", ylabel: str = "Proportion", method: str = "quantile", ax=None,
-                limits: str = "exact"):
+                limits: str = "exact", legend: bool = True):
     """Funnel plot of unit proportions against their denominators.
 
     units: columns unit_col, n, prop (NaN = suppressed, not drawn) and optionally outside_<L> flags
@@ -79,10 +79,17 @@ def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Seq
     ax.set_xlim(0, nmax)
     lo = min(float(d["prop"].min()) if len(d) else target, float(lim[f"lower_{100 * levels[-1]:.10g}"].iloc[-1]))
     ax.set_ylim(max(0, lo - 0.05), min(1.0, max(float(d["prop"].max()) if len(d) else target, target) + 0.05))
-    ax.legend(loc="lower right", fontsize=6)
+    if legend:
+        shared_legend(fig, ax)
     if title:
         ax.set_title(title)
     return fig
+
+
+def shared_legend(fig, ax, ncol: int = 3):
+    """One legend for the figure, below the panels, from the handles of ax."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=5.5)
 
 
 def panels(n: int, ncols: int = 3, width: str = "double", aspect: float = 0.8):
@@ -177,8 +184,8 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
     for s in starts:
         ax.text(len(inds) + 0.1, s + 0.2, regs[s], fontsize=6, va="top", fontweight="bold", clip_on=False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=LEVEL_COLOURS[k]) for k in ("green", "yellow", "red", "none")]
-    ax.legend(handles, ["target met (green)", "moderate (yellow)", "low (red)", "no target"],
-              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=6)
+    fig.legend(handles, ["target met (green)", "moderate (yellow)", "low (red)", "no target"],
+               loc="outside lower center", ncol=4, fontsize=6)
     ax.set_title(title or "Target achievement, % of eligible patients (low n: below minimum; * low coverage; "
                  "s: suppressed)", fontsize=7)
     return fig
