@@ -127,10 +127,10 @@ def caterpillar_plot(effects: pd.DataFrame, title: str = "", unit_col: str = "gr
 
 
 def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, region_col: str = "region",
-                  title: str = ""):
+                  title: str = "", show_n: bool = True):
     """The registries' familiar view: units (rows, grouped by region) x indicators (columns), each
-    cell coloured by target level with the percentage and n; "low n" / "low cov." / suppressed cells
-    are shown as such (never dropped).
+    cell coloured by target level with the percentage and, with show_n, the denominator in brackets;
+    "low n", * (low coverage) and suppressed ("s") cells are shown as such (never dropped).
 
     results: columns indicator, unit, region_col, n, prop, level, low_n_flag, low_coverage.
     """
@@ -160,7 +160,9 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
                 txt = f"{100 * r['prop']:.0f}"
             if bool(r.get("low_coverage", False)) and not pd.isna(r["prop"]):
                 txt += "*"
-            ax.text(j + 0.5, i + 0.5, txt, ha="center", va="center", fontsize=4.5)
+            if show_n and not pd.isna(r["n"]) and txt != "s":
+                txt += f" ({int(r['n'])})"
+            ax.text(j + 0.5, i + 0.5, txt, ha="center", va="center", fontsize=4.5 if not show_n else 3.6)
     ax.imshow(img, cmap=mpl.colors.ListedColormap(names), vmin=-0.5, vmax=6.5, aspect="auto",
               extent=(0, len(inds), len(ulist), 0), interpolation="nearest")
     for i in range(len(ulist) + 1):
@@ -186,7 +188,7 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
     handles = [plt.Rectangle((0, 0), 1, 1, color=LEVEL_COLOURS[k]) for k in ("green", "yellow", "red", "none")]
     fig.legend(handles, ["target met (green)", "moderate (yellow)", "low (red)", "no target"],
                loc="outside lower center", ncol=4, fontsize=6)
-    ax.set_title(title or "Target achievement, % of eligible patients (low n: below minimum; * low coverage; "
+    ax.set_title(title or "Target achievement, % of eligible patients (n) (low n: below minimum; * low coverage; "
                  "s: suppressed)", fontsize=7)
     return fig
 
