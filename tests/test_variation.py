@@ -173,3 +173,14 @@ def test_funnel_table_flags_extreme_unit():
     assert flagged == ["h00"]
     assert tab.loc[tab.hospital == "h00", "outside_99.8"].item() == "low"
     assert info["target"] == 0.85
+
+
+def test_variation_params_validated():
+    from hipfrac.params import ParamsError, load
+
+    p = load("smoke", variation={"unit": "referral_area", "period": [2015, 2020], "indicators": ["surgery_48h"]})
+    assert p.variation.unit == "referral_area" and p.variation.period == (2015, 2020)
+    for bad, msg in (({"unit": "ward"}, "variation.unit"), ({"period": [2020, 2015]}, "period"),
+                     ({"levels": [0.998, 0.95]}, "levels"), ({"colour": 1}, "unknown key")):
+        with pytest.raises(ParamsError, match=msg):
+            load("smoke", variation=bad)
