@@ -175,6 +175,13 @@ def test_imperfection_counts_match_the_files(dirty, dirty_truth):
     k_nh = set(zip(prim["person_id"], prim["admission_datetime"].str[:10]))
     missing = sum((p, d) not in k_nh for p, d in zip(hip["person_id"], hip["admission_date"]))
     assert imp["nhfr_missing_primary"] == missing > 0
+    # reoperations: NPR reoperation stays (complication diagnoses) without an NHFR reoperation form
+    reop_icd = ["T840", "T841", "T845", "T848", "M966", "M841", "M872", "Z470"]
+    re_npr = npr[npr["diag_main"].isin(reop_icd)].drop_duplicates()
+    re_nh = nh[nh["op_kind"] == "reoperation"]
+    k_re = set(zip(re_nh["person_id"], re_nh["admission_datetime"].str[:10]))
+    missing_re = sum((p, d) not in k_re for p, d in zip(re_npr["person_id"], re_npr["admission_date"]))
+    assert imp["nhfr_missing_reoperation"] == missing_re
     assert 0.8 < 1 - missing / len(hip) < 0.97
 
 

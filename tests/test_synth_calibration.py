@@ -77,6 +77,13 @@ def measure(d) -> dict:
         out[key] = float(s["operation_type"].isin(["short_nail", "long_nail"]).mean())
     s = prim[prim["fracture_type"].isin(["troch_a3", "subtroch"]) & yr.between(2013, 2014)]
     out["nail_a3_subtroch"] = float(s["operation_type"].isin(["short_nail", "long_nail"]).mean())
+    # hospital-level treatment shares (all primaries, all years) for comparison with the true effects
+    allp = nh[nh["op_kind"] == "primary"].drop_duplicates(subset=[x for x in nh.columns if x != "op_id"])
+    arthro = allp[allp["operation_type"].isin(["hemi", "total"])]
+    out["cemented_by_hospital"] = (arthro["stem_fixation"] == "cemented").groupby(arthro["hospital"]).agg(
+        ["mean", "size"])
+    out["nerve_block_by_hospital"] = allp["nerve_block"].astype(float).groupby(allp["hospital"]).agg(
+        ["mean", "size"])
     # mortality after the index fracture (NPR admission date)
     death = pd.to_datetime(dr.set_index("person_id")["death_date"]).reindex(c.index)
     c["days"] = (death - c["adm"]).dt.days
@@ -192,6 +199,15 @@ def test_national_recovers_truth(national):
     assert (z.abs() < 4).all(), z[z.abs() >= 4]
     low = truth["coverage"]["low_coverage_hospitals"]
     assert (cov.loc[low, "mean"] < 0.8).all()
+    # hospital random effects: observed log-odds track the true effects; deviant hospitals stand out
+    for ind, key in (("cemented", "cemented_by_hospital"), ("nerve_block", "nerve_block_by_hospital")):
+        obs = national[key]
+        p_obs = obs["mean"].clip(0.5 / obs["size"], 1 - 0.5 / obs["size"])
+        u = pd.Series(truth["treatment"][ind]["hospital_effects"]).reindex(obs.index)
+        assert np.log(p_obs / (1 - p_obs)).corr(u) > 0.85, ind
+        dev = truth["treatment"][ind]["deviant_hospitals"]
+        z = (u - u.mean()) / u.std()
+        assert (z.loc[dev].abs() > 1.5).all(), (ind, z.loc[dev])
     # medication: region ordering follows the true region rates (deaths lower the observed share)
     obs = national["medication_by_region"]
     true = pd.Series(truth["medication"]["region_rate"]).reindex(obs.index)
