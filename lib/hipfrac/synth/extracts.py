@@ -42,9 +42,20 @@ READMIT_ICD = ["J189", "N390", "R268", "E869", "K590", "L899"]
 DRUGS = {"M05BA04": (84, 84.0, 0.65), "M05BA08": (365, 365.0, 0.2), "M05BX04": (182, 182.0, 0.15)}
 
 
+def _prefixed(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    """prefix + zero-padded numbers, as an object array of str."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    num = pc.utf8_lpad(pa.array(np.asarray(numbers, dtype=np.int64)).cast(pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise(prefix, num, "").to_numpy(zero_copy_only=False)
+
+
 def ids(prefix: str, start: int, n: int, width: int) -> np.ndarray:
     """prefix + zero-padded sequential numbers start, start+1, ... (n of them)."""
-    return np.array([f"{prefix}{i:0{width}d}" for i in range(start, start + n)], dtype=object)
+    if n == 0:
+        return np.array([], dtype=object)
+    return _prefixed(prefix, np.arange(start, start + n), width)
 
 
 def _dt_min(day: np.ndarray) -> np.ndarray:
@@ -75,7 +86,7 @@ class Builder:
         df = core.draw_patients(st, years, self.scale)
         n = len(df)
         pnum = st("ids").choice(9_999_999, size=n, replace=False) + 1
-        df["person_id"] = np.array([f"P{i:07d}" for i in pnum], dtype=object)
+        df["person_id"] = _prefixed("P", pnum, 7)
         hospitals = list(self.hosp["hospital"])
         effects = core.hospital_effects(st, hospitals)
         tr, intercepts = core.treat(st, df, effects, "treatment_index")

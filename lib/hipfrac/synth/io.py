@@ -30,10 +30,7 @@ def _column(values: pd.Series, dtype: str) -> pa.Array:
         return pa.array(v.to_numpy(dtype="int64", na_value=0), type=pa.int64(), mask=v.isna())
     if dtype == "float":
         return pa.array(pd.to_numeric(values).to_numpy(float), type=pa.float64())
-    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
-    dictionary = pa.array([str(u) for u in uniques], type=pa.string())
-    indices = pa.array(codes.astype(np.int32), type=pa.int32(), mask=codes < 0)
-    return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
+    return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
 def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:

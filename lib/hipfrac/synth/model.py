@@ -79,10 +79,11 @@ def relative_mortality(days: np.ndarray) -> np.ndarray:
 
 
 def time_grid_days(horizon_years: float = FOLLOWUP_HORIZON_YEARS) -> np.ndarray:
-    """Edges (days) of the piecewise-constant hazard: daily to 60 d, weekly to 1 y, ~monthly after."""
+    """Edges (days) of the piecewise-constant hazard: daily to 60 d, weekly to 1 y, monthly (30.4375 d)
+    to 5 y, two-monthly after."""
     h = horizon_years * 365.25
     edges = np.concatenate([np.arange(0, 60, 1.0), np.arange(60, 365, 7.0),
-                            np.arange(365, h, 30.4375), [h]])
+                            np.arange(365, 1826.25, 30.4375), np.arange(1826.25, h, 60.875), [h]])
     return np.unique(edges)
 
 
