@@ -52,7 +52,7 @@ def forest_plot(summary: pd.DataFrame, *, model_col: str | None = None, label_co
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
     if k > 1:
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title)
     return fig
@@ -91,9 +91,11 @@ def importance_plot(anova: pd.DataFrame, cdrop: pd.DataFrame | None = None, paf:
         y = np.arange(len(p))
         axes[i].errorbar(100 * p.paf, y, xerr=[100 * (p.paf - p.lower), 100 * (p.upper - p.paf)], fmt="o",
                          color=style.PALETTE[2], capsize=0)
-        axes[i].set_yticks(y, [labels.get(f, f) for f in p.factor])
+        paf_labels = {"delay_band": "Surgery > 48 h", "nonguideline_implant": "Non-guideline implant"}
+        axes[i].set_yticks(y, [paf_labels.get(f, labels.get(f, f)) for f in p.factor])
+        axes[i].set_ylim(-0.8, len(p) - 0.2)
         axes[i].axvline(0, color="black", lw=0.7)
-        axes[i].set_xlabel(f"Attributable fraction of death by day {int(p.day.iloc[0])} (%)")
+        axes[i].set_xlabel(f"PAF of death by day {int(p.day.iloc[0])} (%)")
         axes[i].set_title("Modifiable factors")
     if title:
         fig.suptitle(title)
