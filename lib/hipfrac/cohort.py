@@ -352,44 +352,46 @@ class _Builder:
                     actions={c: "drop" for c in drop_cols})
             if any(p.severity == "fatal" for p in self.report.problems if p.source == name):
                 continue
-            v.required_values([c for c in DROP_IF_MISSING.get(name, [])])
-            for col in spec.columns:
-                if col.name not in ext.columns:
-                    continue
-                bad_action = "drop" if col.name in DROP_IF_BAD.get(name, []) else "null"
-                if col.codes is not None:
-                    v.code_list(col.name, [str(x) for x in col.codes], f"{name}.{col.name}", action=bad_action,
-                                fatal_above=self.c.fatal_code_fraction)
-                if col.pattern is not None:
-                    pat = col.pattern.replace("'", "''")
-                    # lists of codes (space-separated): report only, the bad codes never match anything
-                    act = "keep" if " " in col.pattern else bad_action
-                    what = {schema.ICD10: "ICD-10", schema.ICD10_LIST: "ICD-10", schema.NCSP_LIST: "NCSP",
-                            schema.NCSP: "NCSP", schema.ATC: "ATC", schema.MUNICIPALITY: "municipality",
-                            schema.PERSON_ID: "person id"}.get(col.pattern, "pattern")
-                    v.check(f"{_q(col.name)} IS NOT NULL AND NOT regexp_full_match({_q(col.name)}, '{pat}')",
-                            f"code outside the {what} code list", col.name, action=act,
-                            detail=f"expected {col.pattern}", fatal_above=self.c.fatal_code_fraction)
-                if col.min is not None or col.max is not None:
-                    conds = []
-                    if col.min is not None:
-                        conds.append(f"{_q(col.name)} < {col.min}")
-                    if col.max is not None:
-                        conds.append(f"{_q(col.name)} > {col.max}")
-                    v.check(f"{_q(col.name)} IS NOT NULL AND ({' OR '.join(conds)})", "value out of range",
-                            col.name, action="drop" if col.name in drop_cols else "null",
-                            detail=f"allowed [{col.min}, {col.max}]")
-            # other required columns with missing values: reported, kept
-            for col in spec.columns:
-                if col.required and col.name in ext.columns and col.name not in drop_cols:
-                    v.check(f"{_q(col.name)} IS NULL", "missing value in a required column", col.name,
+            with v.batch():   # one scan: missing keys, code lists, patterns, ranges
+                v.required_values([c for c in DROP_IF_MISSING.get(name, [])])
+                for col in spec.columns:
+                    if col.name not in ext.columns:
+                        continue
+                    bad_action = "drop" if col.name in DROP_IF_BAD.get(name, []) else "null"
+                    if col.codes is not None:
+                        v.code_list(col.name, [str(x) for x in col.codes], f"{name}.{col.name}", action=bad_action,
+                                    fatal_above=self.c.fatal_code_fraction)
+                    if col.pattern is not None:
+                        pat = col.pattern.replace("'", "''")
+                        # lists of codes (space-separated): report only, the bad codes never match anything
+                        act = "keep" if " " in col.pattern else bad_action
+                        what = {schema.ICD10: "ICD-10", schema.ICD10_LIST: "ICD-10", schema.NCSP_LIST: "NCSP",
+                                schema.NCSP: "NCSP", schema.ATC: "ATC", schema.MUNICIPALITY: "municipality",
+                                schema.PERSON_ID: "person id"}.get(col.pattern, "pattern")
+                        v.check(f"{_q(col.name)} IS NOT NULL AND NOT regexp_full_match({_q(col.name)}, '{pat}')",
+                                f"code outside the {what} code list", col.name, action=act,
+                                detail=f"expected {col.pattern}", fatal_above=self.c.fatal_code_fraction)
+                    if col.min is not None or col.max is not None:
+                        conds = []
+                        if col.min is not None:
+                            conds.append(f"{_q(col.name)} < {col.min}")
+                        if col.max is not None:
+                            conds.append(f"{_q(col.name)} > {col.max}")
+                        v.check(f"{_q(col.name)} IS NOT NULL AND ({' OR '.join(conds)})", "value out of range",
+                                col.name, action="drop" if col.name in drop_cols else "null",
+                                detail=f"allowed [{col.min}, {col.max}]")
+            with v.batch():   # one scan: other missing values, cross-column checks
+                # other required columns with missing values: reported, kept
+                for col in spec.columns:
+                    if col.required and col.name in ext.columns and col.name not in drop_cols:
+                        v.check(f"{_q(col.name)} IS NULL", "missing value in a required column", col.name,
+                                action="keep")
+                if name in ("ssb_persons",):
+                    v.check("municipality IS NOT NULL AND municipality NOT IN (SELECT unnest(?::VARCHAR[]))"
+                            .replace("?", "[" + ",".join(f"'{m}'" for m in geo_muni) + "]"),
+                            "municipality not in the geography (non-resident or unknown)", "municipality",
                             action="keep")
-            if name in ("ssb_persons",):
-                v.check("municipality IS NOT NULL AND municipality NOT IN (SELECT unnest(?::VARCHAR[]))"
-                        .replace("?", "[" + ",".join(f"'{m}'" for m in geo_muni) + "]"),
-                        "municipality not in the geography (non-resident or unknown)", "municipality",
-                        action="keep")
-            self._specific_checks(name, v)
+                self._specific_checks(name, v)
             v.duplicates(list(spec.key), action="drop")
             n_drop = v.apply(self.drops, stage="validation")
             n_kept = self.scalar(f"SELECT count(*) FROM {typed}")

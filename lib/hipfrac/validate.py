@@ -23,6 +23,7 @@ classifications define them); municipality and hospital codes against `hipfrac.g
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -151,6 +152,7 @@ class Validator:
         self.raw, self.typed = raw, typed
         self.flags = f"flag_{source}"
         self._ord = 0
+        self._deferred: list | None = None
         con.execute(f"CREATE OR REPLACE TEMP TABLE {self.flags} (_row BIGINT, reason VARCHAR, ord INTEGER)")
 
     # -- generic -----------------------------------------------------------------------------------
@@ -170,7 +172,34 @@ class Validator:
         fatal_above: when more than this share of the column's non-missing values match, the problem is
         fatal (the column follows another coding than the contract's, e.g. ICD-10 codes with dots)."""
         table = table or self.typed
-        n, ex = self._count(table, where)
+        if self._deferred is not None and table == self.typed:
+            self._deferred.append((where, problem, column, severity, action, table, detail, fatal_above))
+            return None
+        return self._check_now(where, problem, column, severity, action, table, detail, fatal_above)
+
+    @contextmanager
+    def batch(self):
+        """Checks inside the block are counted together in one scan of the typed table when the block
+        ends (their actions are applied after all counts, so checks in one batch must not depend on each
+        other's actions)."""
+        self._deferred = []
+        try:
+            yield self
+        finally:
+            deferred, self._deferred = self._deferred, None
+        if deferred:
+            exprs = ", ".join(f"count_if(coalesce(({d[0]}), false))" for d in deferred)
+            counts = self.con.execute(f"SELECT {exprs} FROM {self.typed}").fetchone()
+            for d, n in zip(deferred, counts):
+                self._check_now(*d, n=int(n))
+
+    def _check_now(self, where, problem, column, severity, action, table, detail, fatal_above,
+                   n: int | None = None) -> Problem | None:
+        if n is None:
+            n, ex = self._count(table, where)
+        else:
+            ex = [r[0] for r in self.con.execute(
+                f"SELECT _row FROM {table} WHERE {where} ORDER BY _row LIMIT {MAX_EXAMPLES}").fetchall()] if n else []
         if n and fatal_above is not None and column:
             n_val = self.con.execute(f"SELECT count({_q(column)}) FROM {table}").fetchone()[0]
             if n / max(n_val, 1) > fatal_above:
