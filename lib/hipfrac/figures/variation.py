@@ -6,6 +6,7 @@ labelled in percent.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -212,9 +213,9 @@ def trend_plot(national: pd.DataFrame, by_group: pd.DataFrame | None = None, gro
     ax.set_xlabel("Year of fracture")
     ax.set_ylabel("Proportion")
     if legend:
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=5.5, ncol=2)
     if title:
-        ax.set_title(title)
+        ax.set_title(textwrap.fill(title, 40), fontsize=7)
     return fig
 
 
@@ -239,18 +240,19 @@ def tile_map(values: pd.DataFrame, grid: pd.DataFrame, value_col: str = "prop", 
         c = style.GREY if pd.isna(val) else cmap(norm(val))
         ax.add_patch(plt.Rectangle((r.col, -r.row), 0.95, 0.95, facecolor=c, edgecolor="white"))
         light = pd.isna(val) or norm(val) < 0.6
-        ax.text(r.col + 0.475, -r.row + 0.6, str(r.referral_area)[:12], ha="center", va="center", fontsize=4,
-                color="white" if light else "black")
-        ax.text(r.col + 0.475, -r.row + 0.3, "–" if pd.isna(val) else fmt.format(val), ha="center",
-                va="center", fontsize=5, color="white" if light else "black")
+        name = textwrap.fill(str(r.referral_area).replace("-", "- "), 9).replace("- ", "-")
+        ax.text(r.col + 0.475, -r.row + 0.62, name, ha="center", va="center", fontsize=2.6,
+                color="white" if light else "black", linespacing=0.9)
+        ax.text(r.col + 0.475, -r.row + 0.22, "–" if pd.isna(val) else fmt.format(val), ha="center",
+                va="center", fontsize=4.5, color="white" if light else "black")
     ax.set_xlim(-0.1, g["col"].max() + 1.05)
     ax.set_ylim(-g["row"].max() - 0.1, 1.05)
     ax.set_aspect("equal")
     ax.axis("off")
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, shrink=0.5, format=mpl.ticker.PercentFormatter(1.0, decimals=0))
+    fig.colorbar(sm, ax=ax, shrink=0.4, fraction=0.08, format=mpl.ticker.PercentFormatter(1.0, decimals=0))
     if title:
-        ax.set_title(title, fontsize=7)
+        ax.set_title(textwrap.fill(title, 32), fontsize=6)
     return fig
 
 
