@@ -121,7 +121,8 @@ TABLES: dict[str, TableSpec] = {
             _c("op_id", "string", "Operation (form) id.", pattern=r"O\d{8}"),
             _c("hospital", "string", "Code of the operating hospital (see geography.hospitals()).",
                codes=_hospital_codes()),
-            _c("fracture_datetime", "datetime", "Date and time of the fracture (injury).",
+            _c("fracture_datetime", "datetime", "Date and time of the fracture (injury); empty on "
+               "reoperations.",
                required=False),
             _c("admission_datetime", "datetime", "Date and time of admission to the operating hospital."),
             _c("surgery_datetime", "datetime", "Date and time the operation started."),
