@@ -148,13 +148,18 @@ def test_stacked_table_gets_a_complement_within_each_indicator():
     assert sorted(res.secondary) == [(2, "events"), (5, "events")]
 
 
-def test_relabelled_dimensions_count_once():
+def test_attributes_of_a_dimension_are_not_dimensions():
     df = pd.DataFrame({"hospital": list("ABCD"), "hospital_name": ["Ahus", "Bodø", "Car", "Dal"],
-                       "region": ["S", "S", "N", "N"], "n": [3, 50, 40, 60]})
-    assert disclosure.dimension_columns(df, ["n"]) == ["hospital", "region"]
+                       "region": ["S", "S", "N", "N"], "year": [2020] * 4, "n": [3, 50, 40, 60]})
+    assert disclosure.dimension_columns(df, ["n"]) == ["hospital"]
     res = suppress(df, 5, counts=["n"])
-    # within region S the complement of A (3) is B (50): the region total would reveal A otherwise
+    assert list(res.frame["n"].isna()) == [True, False, True, False]  # national total: next smallest
+    # when regional subtotals are published too, say so: the complement stays in the region
+    res = suppress(df, 5, counts=["n"], by=["region"])
     assert list(res.frame["n"].isna()) == [True, True, False, False]
+    # a finer column met later replaces a coarser one
+    df2 = df[["region", "hospital", "n"]]
+    assert disclosure.dimension_columns(df2, ["n"]) == ["hospital"]
 
 
 def test_on_the_tiny_cohort(tiny_cohort, tiny_params, tmp_path):

@@ -175,21 +175,28 @@ def _row_label(df: pd.DataFrame, pos: int) -> str:
 
 
 def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
-    """Columns that classify rows (text, category, integer non-count), one per 1:1-equivalent set
-    (e.g. hospital and hospital_name count once)."""
-    dims = []
+    """Columns that classify rows (text, category, integer non-count), finest level only: a column
+    that is a function of another dimension (hospital_name, trust or region of a hospital) is an
+    attribute of it, not a dimension of its own (pass `by=` when such subtotals are published)."""
+    cands = []
     for c in df.columns:
         s = df[c]
         if c in counts or pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s):
             continue
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_integer_dtype(s):
             continue
-        key = s.astype(str)
-        if any(df.groupby(key, sort=False)[d].nunique(dropna=False).max() == 1
-               and df.groupby(df[d].astype(str), sort=False)[c].nunique(dropna=False).max() == 1 for d in dims):
-            continue  # a relabelling of a dimension already kept
-        dims.append(c)
-    return dims
+        cands.append(c)
+    keys = {c: df[c].astype(str) for c in cands}
+
+    def determines(a, b) -> bool:  # b is a function of a
+        return bool(df.groupby(keys[a], sort=False)[b].nunique(dropna=False).max() == 1)
+
+    dims: list[str] = []
+    for c in cands:
+        if any(determines(d, c) for d in dims):
+            continue  # coarser than, or a relabelling of, a dimension already kept
+        dims = [d for d in dims if not determines(c, d)] + [c]  # c is finer: it replaces them
+    return [c for c in cands if c in dims]
 
 
 def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
@@ -199,17 +206,19 @@ def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
     return [np.asarray(v) for v in keys.groupby(cols, sort=False).indices.values()]
 
 
-def column_groups(df: pd.DataFrame, counts, by=None) -> list[np.ndarray]:
+def column_groups(df: pd.DataFrame, counts, by=None, exclude=()) -> list[np.ndarray]:
     """Sets of rows whose counts add up to a (published or derivable) total, per count column.
 
     by given: the rows sharing the values of `by`. by None: the whole table, plus every line of the
     table along each dimension column (rows equal in all other dimensions), so that stacked tables
     (indicator x hospital, year x region x sex) get complements within each of their margins.
+    exclude: columns that are not dimensions though they look like one (derived labels such as a
+    target level).
     """
     if by:
         return _partition(df, list(by))
     groups = {tuple(range(len(df))): np.arange(len(df))}
-    dims = dimension_columns(df, counts)
+    dims = [d for d in dimension_columns(df, counts) if d not in set(exclude)]
     if len(dims) >= 2:
         for k in dims:
             for g in _partition(df, [d for d in dims if d != k]):
@@ -256,7 +265,8 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
 
     if complementary and counts and sup.to_numpy().any():
         tot_rows = set(total_rows(df))
-        groups = column_groups(df, counts, by)
+        derived_cols = {d for v in (derived or {}).values() for d in v}
+        groups = column_groups(df, counts, by, exclude=derived_cols)
         if row_totals == "auto":
             rt = _auto_row_totals(vals.drop(index=[r for r in tot_rows if r in vals.index]))
         else:
