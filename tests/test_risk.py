@@ -247,3 +247,30 @@ def test_cox_recovers_truth_on_tiny_synthetic_registry(tiny_params, tiny_cohort)
     z = {t: (s.loc[t, "coef"] - truth[t]) / s.loc[t, "se"] for t in compared}
     assert all(abs(v) < 4 for v in z.values()), z
     assert abs(np.mean(list(z.values()))) < 1.5
+
+
+@pytest.mark.parametrize("transform", ["km", "identity", "rank"])
+def test_zph_score_test_matches_cox_zph(lung, transform):
+    """BreslowCox.zph = survival::cox.zph (survival >= 3.0, exact score test) on a Breslow fit,
+    per term and GLOBAL (fixture from tests/reference/cox.R)."""
+    d, _ = lung
+    X = np.column_stack([d.age, d.male, d["ph.ecog"]]).astype(float)
+    f = risk.BreslowCox().fit(d.time, d.dead, X)
+    z = f.zph(d.time, d.dead, transform=transform)
+    ref = pd.read_csv(FIX / "cox_zph.csv")
+    ref = ref[(ref["ties"] == "breslow") & (ref["transform"] == transform)]
+    np.testing.assert_allclose(z.chisq, ref.chisq, rtol=1e-8)
+    np.testing.assert_allclose(z.df, ref.df)
+
+
+def test_ph_test_on_cohort_model(sim):
+    r = risk.fit_cox(sim, ["age", "male", "asa_group"])
+    score = risk.ph_test(r, sim)
+    gt = risk.ph_test(r, sim, method="gt")
+    assert list(score.term) == list(r.params.index) + ["GLOBAL"] and score.df.iloc[-1] == len(r.params)
+    # PH holds in the simulation: no term rejected at 0.001
+    assert (score.p > 0.001).all()
+    # the approximation ignores the covariances: close for the near-orthogonal terms only (not for
+    # the collinear spline terms of age)
+    plain = score.term.isin(["male", "asa_group[3]", "asa_group[4-5]"])
+    np.testing.assert_allclose(score.chisq[plain], gt.chisq[plain], atol=1.0)

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipfrac.competing import _gram
+
 __all__ = [
     "BreslowCox",
     "FACTORS",
@@ -372,6 +374,58 @@ class BreslowCox:
             ll, score, info = ll + a, score + b, info + c
             caches.append(cache)
         return ll, score, info, caches
+
+    def zph(self, time, event, *, transform: str = "km") -> pd.DataFrame:
+        """Proportional-hazards score test of survival::cox.zph (survival >= 3.0, terms = FALSE) for
+        this Breslow fit: for each term j the score test of adding x_j * g(t) (g the centred
+        transformed time: km = 1 - KM(t-), identity, rank over all times, log), using the full
+        information matrix of the expanded model at (beta, 0); GLOBAL adds all p interactions.
+        `time`, `event`: the model's follow-up (as passed to `fit`). Matches cox.zph(ties = "breslow")."""
+        t = np.asarray(time, float)
+        ev = np.asarray(event, int)
+        if transform == "km":
+            tt = _transform_times(t, ev, t, "km")
+        elif transform == "identity":
+            tt = t
+        elif transform == "rank":
+            tt = stats.rankdata(t, method="average")
+        elif transform == "log":
+            tt = np.log(t)
+        else:
+            raise ValueError(f"transform must be km, identity, rank or log, got {transform!r}")
+        gbar = tt[ev == 1].mean()
+        order_t, order_g = np.unique(t, return_index=True)
+        g_of = dict(zip(order_t.tolist(), (tt[order_g] - gbar).tolist()))
+        p = len(self.params)
+        imat = np.zeros((2 * p, 2 * p))
+        u2 = np.zeros(p)
+        for _, fg in self._parts:
+            e, _, s0, s1 = fg.risk_sums(self.params)
+            xbar = s1 / s0[:, None]
+            g = np.array([g_of[v] for v in fg.tau.tolist()])
+            k = fg.n_tau_le
+            blocks = []
+            for c in (np.ones_like(g), g, g * g):
+                r0 = fg.d * c / s0
+                a = e * np.concatenate([[0.0], np.cumsum(r0)])[k]
+                blocks.append(_gram(fg.x * a[:, None], fg.x) - _gram(xbar * (fg.d * c)[:, None], xbar))
+            imat[:p, :p] += blocks[0]
+            imat[:p, p:] += blocks[1]
+            imat[p:, :p] += blocks[1]
+            imat[p:, p:] += blocks[2]
+            sum_x = np.add.reduceat(np.where(fg.type1[:, None], fg.x, 0.0), fg.first, axis=0)[fg.tau_u]
+            u2 += ((sum_x - fg.d[:, None] * xbar) * g[:, None]).sum(axis=0)
+        rows = []
+        for j in range(p):
+            kk = list(range(p)) + [p + j]
+            u = np.zeros(p + 1)
+            u[-1] = u2[j]
+            rows.append((float(u @ np.linalg.solve(imat[np.ix_(kk, kk)], u)), 1))
+        u = np.concatenate([np.zeros(p), u2])
+        rows.append((float(u @ np.linalg.solve(imat, u)), p))
+        out = pd.DataFrame(rows, columns=["chisq", "df"])
+        out["p"] = stats.chi2.sf(out.chisq, out.df)
+        return out
 
     def schoenfeld(self):
         """Schoenfeld residuals x_i - xbar(t_i) of the deaths (sorted by time) and their times."""
@@ -747,38 +801,52 @@ def grambsch_therneau(schoenfeld: np.ndarray, event_times: np.ndarray, variance:
     return chi, float(d * UV @ U / (gc @ gc))
 
 
-def _schoenfeld(res: CoxResult, data: pd.DataFrame):
-    """Unscaled Schoenfeld residuals (deaths x terms, by time), death times, the model-based
-    (naive) covariance, coefficients, and the model's (time, event)."""
+def _ph_fit(res: CoxResult, data: pd.DataFrame):
+    """The fit behind PH diagnostics: the model's own BreslowCox when it is unstratified, else a
+    plain refit on the same rows; with its design columns and (time, event)."""
     d, _ = _model_frame(data, res.info.factors, None, None)
     X, _ = build_design(d, res.info.factors, info=res.info)
     t, e = outcome(d, res.horizon_days)
     fit = res.cph if isinstance(res.cph, BreslowCox) and res.baseline_cumhaz is not None else \
         BreslowCox().fit(t, e, X.to_numpy(float))
+    return fit, list(X.columns), t, e
+
+
+def _schoenfeld(res: CoxResult, data: pd.DataFrame):
+    """Unscaled Schoenfeld residuals (deaths x terms, by time), death times, the model-based
+    (naive) covariance, coefficients, and the model's (time, event)."""
+    fit, cols, t, e = _ph_fit(res, data)
     sch, ev_t = fit.schoenfeld()
-    return pd.DataFrame(sch, columns=list(X.columns)), ev_t, fit.vcov_naive, pd.Series(fit.params, index=X.columns), t, e
+    return pd.DataFrame(sch, columns=cols), ev_t, fit.vcov_naive, pd.Series(fit.params, index=cols), t, e
 
 
-def ph_test(res: CoxResult, data: pd.DataFrame, *, transform: str = "km") -> pd.DataFrame:
-    """Grambsch–Therneau test of proportional hazards for each term and globally.
+def ph_test(res: CoxResult, data: pd.DataFrame, *, transform: str = "km", method: str = "score") -> pd.DataFrame:
+    """Test of proportional hazards for each term and globally (time transform km = 1 - KM(t-),
+    identity, rank or log).
 
-    T_j = (sum_k g_k r*_kj)^2 / (d V_jj sum_k g_k^2) with r* the scaled Schoenfeld residuals, g the
-    centred transformed event times (transform km = 1 - KM(t-) as cox.zph, identity, rank, log), d the
-    number of events and V the model-based covariance (a refit without clustering). This is the
-    approximation survival::cox.zph used before version 3.0 and lifelines' proportional_hazard_test
-    uses (we add cox.zph's left-continuous KM transform and average ranks); survival >= 3.0 computes an
-    exact score test with the full information matrix instead, which differs somewhat when the
-    covariate variance changes over time (numbers side by side in tests/reference/fixtures/cox_zph.csv).
-    Returns term, factor, chisq, df, p (global row: term "GLOBAL")."""
-    sch, ev_t, V, _, t, e = _schoenfeld(res, data)
-    chi, glob = grambsch_therneau(sch.to_numpy(), ev_t, V, t, e, transform=transform)
+    method "score" (default): the score test of survival::cox.zph (survival >= 3.0): adding
+    x_j * g(t) to the model, with the full information matrix (`BreslowCox.zph`; identical to
+    cox.zph on a Breslow coxph fit, tests/test_risk.py). method "gt": the Grambsch–Therneau
+    approximation from scaled Schoenfeld residuals, T_j = (sum_k g_k r*_kj)^2 / (d V_jj sum_k g_k^2),
+    which cox.zph used before 3.0 and lifelines' proportional_hazard_test uses; it can differ
+    noticeably when the covariate variance changes over time (lung: age 0.05 vs 0.22).
+    Both use the model-based variance (a PH test does not use clustering).
+    Returns term, factor, chisq, df, p, transform, method (global row: term "GLOBAL")."""
+    fit, cols, t, e = _ph_fit(res, data)
+    if method == "score":
+        z = fit.zph(t, e, transform=transform)
+        chi, glob = z.chisq.to_numpy()[:-1], float(z.chisq.iloc[-1])
+    elif method == "gt":
+        sch, ev_t = fit.schoenfeld()
+        chi, glob = grambsch_therneau(sch, ev_t, fit.vcov_naive, t, e, transform=transform)
+    else:
+        raise ValueError(f"method must be 'score' or 'gt', got {method!r}")
     term_factor = {tt: f for f, ts in res.info.assign.items() for tt in ts}
-    out = pd.DataFrame({"term": list(sch.columns), "factor": [term_factor[c] for c in sch.columns],
-                        "chisq": chi, "df": 1})
+    out = pd.DataFrame({"term": cols, "factor": [term_factor[c] for c in cols], "chisq": chi, "df": 1})
     out = pd.concat([out, pd.DataFrame([{"term": "GLOBAL", "factor": "GLOBAL", "chisq": glob, "df": len(chi)}])],
                     ignore_index=True)
     out["p"] = stats.chi2.sf(out.chisq, out.df)
-    out["transform"] = transform
+    out["transform"], out["method"] = transform, method
     return out
 
 
