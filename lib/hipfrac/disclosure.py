@@ -209,15 +209,19 @@ def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
 def column_groups(df: pd.DataFrame, counts, by=None, exclude=()) -> list[np.ndarray]:
     """Sets of rows whose counts add up to a (published or derivable) total, per count column.
 
-    by given: the rows sharing the values of `by`. by None: the whole table, plus every line of the
-    table along each dimension column (rows equal in all other dimensions), so that stacked tables
-    (indicator x hospital, year x region x sex) get complements within each of their margins.
+    Always: the whole table, plus every line of the table along each dimension column (rows equal
+    in all other dimensions), so that stacked tables (indicator x hospital, year x region x sex) get
+    complements within each of their margins. by: further subtotals published elsewhere, as columns
+    (["region", "year"]: the rows of one region and year) or a list of such lists.
     exclude: columns that are not dimensions though they look like one (derived labels such as a
     target level).
     """
-    if by:
-        return _partition(df, list(by))
     groups = {tuple(range(len(df))): np.arange(len(df))}
+    if by:
+        for cols in ([list(by)] if all(isinstance(b, str) for b in by) else [list(b) for b in by]):
+            for g in _partition(df, cols):
+                if len(g) > 1:
+                    groups.setdefault(tuple(g), g)
     dims = [d for d in dimension_columns(df, counts) if d not in set(exclude)]
     if len(dims) >= 2:
         for k in dims:
@@ -237,8 +241,8 @@ def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=N
     counts: count columns (None: found by name, see `is_count_col`).
     derived: {count column: [columns computed from it]}; None: every non-count numeric column of a row
         with a withheld count.
-    by: columns defining column groups for complementary suppression (None: the whole table and every
-        line along each dimension column, see `column_groups`; conservative).
+    by: subtotals published elsewhere, as grouping columns (or a list of such lists), in addition to
+        the whole table and every line along each dimension column (see `column_groups`).
     row_totals: {total column: [part columns]} adding up within a row, "auto" to detect, or None.
     complementary: False turns secondary suppression off (only for tables whose totals are not
         published anywhere; documented in the notebook).
