@@ -268,3 +268,13 @@ def test_exporter_refuses_an_exposed_cell_in_a_real_data_run(monkeypatch, tmp_pa
 def test_expected_numbers_are_not_small_counts():
     df = pd.DataFrame({"g": ["a", "b", "c"], "deaths_expected": [1.3, 2.0, 40.2], "n": [50, 60, 70]})
     assert disclosure.small_cells(df, 5) == [(1, "deaths_expected", 2.0)]
+
+
+def test_columns_after_a_complete_key_are_attributes():
+    # indicator x unit identify the rows; the target level that follows is an attribute of a row
+    df = pd.DataFrame({"indicator": ["a", "a", "b", "b"], "unit": ["X", "Y", "X", "Y"],
+                       "n": [40, 50, 60, 70], "level": ["green", "red", "red", "green"]})
+    assert disclosure.dimension_columns(df, ["n"]) == ["indicator", "unit"]
+    df3 = pd.DataFrame({"sex": ["f", "f", "m", "m"] * 2, "age_band": ["60-69", "70-79"] * 4,
+                        "region": ["N"] * 4 + ["S"] * 4, "n": range(10, 18)})
+    assert disclosure.dimension_columns(df3, ["n"]) == ["sex", "age_band", "region"]

@@ -175,9 +175,10 @@ def _row_label(df: pd.DataFrame, pos: int) -> str:
 
 
 def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
-    """Columns that classify rows (text, category, integer non-count), finest level only: a column
-    that is a function of another dimension (hospital_name, trust or region of a hospital) is an
-    attribute of it, not a dimension of its own (pass `by=` when such subtotals are published)."""
+    """Columns that classify rows (text, category, integer non-count), in column order, finest level
+    only, until they identify every row: a column that is a function of another dimension
+    (hospital_name, trust or region of a hospital) or comes after the key is complete (a target
+    level) is an attribute, not a dimension (pass `by=` when such subtotals are published)."""
     cands = []
     for c in df.columns:
         s = df[c]
@@ -193,6 +194,8 @@ def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
 
     dims: list[str] = []
     for c in cands:
+        if dims and not df.duplicated(subset=dims).any():
+            break  # the dimensions so far identify every row: later columns are attributes
         if any(determines(d, c) for d in dims):
             continue  # coarser than, or a relabelling of, a dimension already kept
         dims = [d for d in dims if not determines(c, d)] + [c]  # c is finer: it replaces them
