@@ -6,6 +6,12 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules
 
+# one BLAS thread per process: notebooks run side by side (make -j2) on 2 cores, and threaded BLAS on
+# small matrices made some fits 6x slower
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
