@@ -85,6 +85,8 @@ def run_scale(scale: float, stages: set[str] | None = None) -> list[dict]:
     py = sys.executable
     pfile = _params_file(scale)
     env = dict(os.environ, CI="true")
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")  # as under make: one BLAS thread per process
     plan = [("synth", [py, "-m", "hipfrac", "synth", "--params", str(pfile)]),
             ("cohort", [py, "-m", "hipfrac", "cohort", "--params", str(pfile)])]
     plan += [(nb.stem, [py, "-m", "hipfrac", "notebook", str(nb), "--params", str(pfile)]) for nb in notebooks()]
