@@ -42,7 +42,7 @@ def forest_plot(summary: pd.DataFrame, *, model_col: str | None = None, label_co
         hr, lo, up = (pd.to_numeric(g[c], errors="coerce").to_numpy(float) for c in ("hr", "lower", "upper"))
         col = style.PALETTE[j % len(style.PALETTE)]
         has_ci = np.isfinite(lo) & np.isfinite(up)
-        ax.errorbar(hr[has_ci], y[has_ci], xerr=[hr[has_ci] - lo[has_ci], up[has_ci] - hr[has_ci]], fmt="o",
+        ax.errorbar(hr[has_ci], y[has_ci], xerr=style.ci_err(hr[has_ci], lo[has_ci], up[has_ci]), fmt="o",
                     color=col, ms=3, elinewidth=1, capsize=0, label=None if m is None else str(m))
         ax.plot(hr[~has_ci], y[~has_ci], "o", mfc="white", color=col, ms=3)
     ax.axvline(1, color="black", lw=0.7)
@@ -89,7 +89,7 @@ def importance_plot(anova: pd.DataFrame, cdrop: pd.DataFrame | None = None, paf:
     if paf is not None:
         p = paf.reset_index(drop=True)
         y = np.arange(len(p))
-        axes[i].errorbar(100 * p.paf, y, xerr=[100 * (p.paf - p.lower), 100 * (p.upper - p.paf)], fmt="o",
+        axes[i].errorbar(100 * p.paf, y, xerr=style.ci_err(100 * p.paf, 100 * p.lower, 100 * p.upper), fmt="o",
                          color=style.PALETTE[2], capsize=0)
         paf_labels = {"delay_band": "Surgery > 48 h", "nonguideline_implant": "Non-guideline implant"}
         axes[i].set_yticks(y, [paf_labels.get(f, labels.get(f, f)) for f in p.factor])

@@ -101,3 +101,16 @@ def target_colour(value: float | None, green: float, yellow: float, higher_is_be
     """Traffic-light colour of a value against its green / yellow limits (grey when missing)."""
     level = target_level(value, green, yellow, higher_is_better)
     return TARGET_COLOURS[level] if level else GREY
+
+
+def ci_err(estimate, lower, upper):
+    """Error-bar half-widths (2 x n, never negative) for matplotlib's errorbar.
+
+    A bootstrap percentile or simulation interval need not contain the point estimate (few
+    replicates, skewed statistics); matplotlib refuses negative half-widths, so they are clipped to 0
+    and the interval is still drawn from its own ends where it lies on one side.
+    """
+    import numpy as np
+
+    est = np.asarray(estimate, dtype=float)
+    return np.clip(np.vstack([est - np.asarray(lower, dtype=float), np.asarray(upper, dtype=float) - est]), 0, None)

@@ -115,7 +115,7 @@ def smr_plot(smr: pd.DataFrame, by: str = "sex", *, title: str = ""):
         s = smr[smr[by] == g].set_index("band").reindex(bands)
         x = np.arange(len(bands)) + (i - (len(groups) - 1) / 2) * width
         y = s["smr"].to_numpy(float)
-        err = np.vstack([y - s["lower"].to_numpy(float), s["upper"].to_numpy(float) - y])
+        err = style.ci_err(y, s["lower"], s["upper"])
         ax.errorbar(x, y, yerr=err, fmt="o", color=style.PALETTE[i % len(style.PALETTE)], label=str(g),
                     capsize=2)
     ax.axhline(1.0, color=style.GREY, linewidth=0.8)
@@ -144,8 +144,7 @@ def excess_hazard_plot(curve: pd.DataFrame, *, duration: pd.DataFrame | None = N
         c = curve if g is None else curve[curve[by] == g]
         col = style.PALETTE[i % len(style.PALETTE)]
         mid = _years((c["start"] + c["stop"]) / 2)
-        ax.errorbar(mid, c["excess_rate"], yerr=np.vstack([c["excess_rate"] - c["lower"],
-                                                           c["upper"] - c["excess_rate"]]),
+        ax.errorbar(mid, c["excess_rate"], yerr=style.ci_err(c["excess_rate"], c["lower"], c["upper"]),
                     fmt="o", color=col, capsize=2, label="Excess hazard" if g is None else str(g))
         ax.hlines(c["excess_rate"], _years(c["start"]), _years(c["stop"]), color=col, linewidth=1)
         if duration is not None:
@@ -180,7 +179,7 @@ def standardised_plot(std: pd.DataFrame, unit: str, *, title: str = "", mortalit
             v, lo, hi = 1 - s["surv"], 1 - s["upper"], 1 - s["lower"]
         else:
             v, lo, hi = s["surv"], s["lower"], s["upper"]
-        ax.errorbar(v, y, xerr=np.vstack([v - lo, hi - v]), fmt="o", color=style.PALETTE[0], capsize=2)
+        ax.errorbar(v, y, xerr=style.ci_err(v, lo, hi), fmt="o", color=style.PALETTE[0], capsize=2)
         ax.set_yticks(y)
         ax.set_yticklabels(s[unit])
         ax.set_title(f"{t / DPY:.2g} years" if t >= 300 else f"{t:.0f} days")
@@ -199,7 +198,7 @@ def hazard_ratio_plot(summary: pd.DataFrame, *, title: str = "", label_col: str 
     s = summary.reset_index(drop=True)
     fig, ax = style.subplots("onehalf", aspect=0.25 + 0.04 * len(s))
     y = np.arange(len(s))[::-1]
-    ax.errorbar(s[hr], y, xerr=np.vstack([s[hr] - s[lower], s[upper] - s[hr]]), fmt="s",
+    ax.errorbar(s[hr], y, xerr=style.ci_err(s[hr], s[lower], s[upper]), fmt="s",
                 color=style.PALETTE[0], capsize=2)
     ax.axvline(1, color=style.GREY, linewidth=0.8)
     ax.set_xscale("log")
