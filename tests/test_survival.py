@@ -88,7 +88,7 @@ def test_standardised_survival_bootstrap_is_seeded(veteran):
     a = sv.standardised_survival(veteran, "celltype", **kw)
     b = sv.standardised_survival(veteran, "celltype", **kw)
     pd.testing.assert_frame_equal(a, b)
-    assert (a["lower"] <= a["upper"]).all() and (a["n_boot"] == 20).all()
+    assert (a["lower"] <= a["upper"]).all() and (a["boot_replicates"] == 20).all()
 
 
 def test_risk_adjusted_recovers_null_and_flags_outlier():

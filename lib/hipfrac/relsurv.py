@@ -702,7 +702,7 @@ def bootstrap_duration(data: pd.DataFrame, *, time: str, event: str, age: str, s
     Patients are resampled with replacement; a replicate re-weights the patients by their resampling
     counts (the life-table integration is done once), recomputes net survival, the interval net excess
     hazards with their CIs, and the duration. Returns per `by` group: n, duration_years, censored,
-    lower, upper, n_boot, share_censored (share of replicates where excess lasted to the last interval).
+    lower, upper, boot_replicates, share_censored (share of replicates where excess lasted to the last interval).
     Breaks beyond the group's last follow-up time are dropped.
     """
     lt = _as_lifetable(lifetable)
@@ -729,7 +729,7 @@ def bootstrap_duration(data: pd.DataFrame, *, time: str, event: str, age: str, s
         row.update(n=n, duration_years=est, censored=cens,
                    lower=float(np.nanquantile(reps, al)) if n_boot else np.nan,
                    upper=float(np.nanquantile(reps, 1 - al)) if n_boot else np.nan,
-                   n_boot=n_boot, share_censored=float(rc.mean()) if n_boot else np.nan)
+                   boot_replicates=n_boot, share_censored=float(rc.mean()) if n_boot else np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 

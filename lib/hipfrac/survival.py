@@ -422,7 +422,7 @@ def standardised_survival(data: pd.DataFrame, unit: str, *, times: Sequence[floa
             idx = rng.integers(0, n, n)
             Xb = Xv[idx]
             keep = Xb.std(axis=0) > 0
-            if not keep.all():        # a rare level absent from the replicate: skipped, counted in n_boot
+            if not keep.all():        # a rare level absent from the replicate: skipped, counted in boot_replicates
                 continue
             try:
                 bb, tb, Hb = _breslow_fit(t[idx], e[idx], Xb)
@@ -439,5 +439,5 @@ def standardised_survival(data: pd.DataFrame, unit: str, *, times: Sequence[floa
             rows.append((lv, tt, est[i, j], lo, hi))
     out = pd.DataFrame(rows, columns=[unit, "time", "surv", "lower", "upper"])
     out["mortality"] = 1 - out["surv"]
-    out["n_boot"] = len(reps)
+    out["boot_replicates"] = len(reps)  # replicates used (not a count of patients)
     return out
