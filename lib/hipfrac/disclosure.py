@@ -530,3 +530,36 @@ def check_person_level(df: pd.DataFrame, name: str) -> None:
         raise DisclosureError(f"{name}: refusing to export a person-level frame:\n"
                               + "\n".join(f"  - {r}" for r in reasons)
                               + "\nExport aggregates only (counts per group, model summaries).")
+
+
+def protect_flowchart(df: pd.DataFrame, min_cell: int, *, n_in: str = "n_in", excluded: str = "n_excluded",
+                      n_out: str = "n_out") -> pd.DataFrame:
+    """Suppress a flowchart's small exclusions so that they cannot be recovered along the chain.
+
+    In a flowchart n_out of step k equals n_in of step k + 1 and n_in - n_excluded = n_out, so a withheld
+    exclusion of 1..min_cell-1 follows from the running counts unless those are withheld too. Rule:
+    withhold every small exclusion; add the smallest other non-zero exclusions until at least two are
+    withheld and they sum to at least min_cell; then withhold the running counts between the first and
+    the last withheld exclusion (they would reveal partial sums). The published start and end counts
+    then reveal only the sum of the withheld exclusions. When no complement exists (a single non-zero
+    exclusion), every running count after it is withheld as well. Returns a copy (withheld = missing).
+    """
+    out = df.reset_index(drop=True).copy()
+    e = pd.to_numeric(out[excluded], errors="coerce").fillna(0).to_numpy()
+    chosen = [i for i in range(len(e)) if 1 <= e[i] < min_cell]
+    if not chosen:
+        return out
+    candidates = sorted((i for i in range(len(e)) if e[i] >= 1 and i not in chosen), key=lambda i: (e[i], i))
+    while (len(chosen) < 2 or e[chosen].sum() < min_cell) and candidates:
+        chosen.append(candidates.pop(0))
+    for c in (n_in, excluded, n_out):
+        out[c] = out[c].astype("object")
+    out.loc[chosen, excluded] = np.nan
+    first, last = min(chosen), max(chosen)
+    if len(chosen) < 2 or e[chosen].sum() < min_cell:
+        last = len(out)  # no complement: hide every running count from the first withheld step on
+    for k in range(first, last):
+        out.loc[k, n_out] = np.nan
+        if k + 1 < len(out):
+            out.loc[k + 1, n_in] = np.nan
+    return out
