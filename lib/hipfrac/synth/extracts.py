@@ -115,6 +115,8 @@ class Builder:
         tables["npr_episodes"] = self._npr(df, second, npr_ops)
         tables["nhfr_operations"] = nhfr
         truth = self._truth(df, second, effects, intercepts, surv_truth, med_truth, coverage, tables)
+        # person-level truth kept in memory for tests (one row per person, first hip fracture; never written)
+        self.patients, self.second = df, second
         return tables, truth
 
     # ------------------------------------------------------------------------------------------
@@ -337,8 +339,11 @@ class Builder:
             "procedures": [REOP_NCSP[r] if o == "other" else NCSP_PRIMARY[(o, f)]
                            for r, o, f in zip(re["reop_reason"], re["operation_type"], re["stem_fixation"])],
             "_kind": "reoperation"}))
-        # comorbidity contacts in the 5-year look-back, and some older ones
+        # comorbidity contacts in the 5-year look-back, and some older ones; and again before a second hip
+        # fracture (chronic conditions stay under follow-up), so that a second fracture that is the cohort's
+        # index (first one before the study period) sees the person's comorbidity in its own look-back
         parts.append(self._comorb_contacts(df, rng))
+        parts.append(self._comorb_contacts_before_second(df, second))
         # background contacts (non-Charlson diagnoses) from 8 years before to the end of follow-up
         nb = rng.poisson(2.5, len(df))
         rep = np.repeat(np.arange(len(df)), nb)
@@ -437,6 +442,32 @@ class Builder:
         fd = pd.Series(fday, index=df["person_id"].to_numpy()).reindex(out["person_id"]).to_numpy()
         out["discharge_day"] = np.minimum(out["discharge_day"].to_numpy(), fd - 1)
         return out
+
+    def _comorb_contacts_before_second(self, df, second) -> pd.DataFrame:
+        """Comorbidity contacts in the 5-year look-back of each second hip fracture (14-1789 days before it),
+        only after the first fracture's stay (earlier ones are drawn by `_comorb_contacts`). Own random
+        stream, so the other NPR draws are unchanged."""
+        rng = self.st("comorbidity_before_second")
+        first = pd.Series(np.floor(df["fracture_day"].to_numpy()), index=df["person_id"].to_numpy())
+        pid2 = second["person_id"].to_numpy()
+        day2 = np.floor(second["fracture_day"].to_numpy())
+        first2 = first.reindex(pid2).to_numpy()
+        hosp2 = second["hospital"].to_numpy()
+        rows = []
+        for k in model.QUAN_WEIGHTS:
+            has = df.set_index("person_id")[f"cci_{k}"].reindex(pid2).to_numpy() == 1
+            idx = np.flatnonzero(has)
+            rep = np.repeat(idx, 1 + rng.poisson(0.7, len(idx)))
+            day = day2[rep] - rng.integers(14, 1790, len(rep))
+            cl = core._choice(rng, ["outpatient", "inpatient", "day_patient"], [0.6, 0.3, 0.1], len(rep))
+            dis = np.minimum(day + np.where(cl == "inpatient", rng.integers(1, 8, len(rep)), 0), day2[rep] - 1)
+            keep = day > first2[rep] + 20
+            rows.append(pd.DataFrame({
+                "person_id": pid2[rep][keep], "hospital": hosp2[rep][keep], "admission_day": day[keep],
+                "discharge_day": dis[keep], "care_level": cl[keep],
+                "diag_main": _pick(rng, model.COMORB_CODES[k], len(rep))[keep],
+                "diag_secondary": None, "procedures": None, "_kind": "comorbidity"}))
+        return pd.concat(rows, ignore_index=True)
 
     # ------------------------------------------------------------------------------------------
     def _kpr(self, df):
