@@ -361,7 +361,8 @@ class _Builder:
                     if col.codes is not None:
                         v.code_list(col.name, [str(x) for x in col.codes], f"{name}.{col.name}", action=bad_action,
                                     fatal_above=self.c.fatal_code_fraction)
-                    if col.pattern is not None:
+                    id_free = col.name.endswith("_id") and self.p.sources.id_format == "any"
+                    if col.pattern is not None and not id_free:
                         pat = col.pattern.replace("'", "''")
                         # lists of codes (space-separated): report only, the bad codes never match anything
                         act = "keep" if " " in col.pattern else bad_action

@@ -38,7 +38,14 @@ class SourceFile(Section):
 
 
 class SourcesParams(Section):
-    """Which file holds each source. Missing entries default to the synthetic extracts."""
+    """Which file holds each source. Missing entries default to the synthetic extracts.
+
+    id_format: "contract" checks pseudonymous ids (person, operation, episode, service, dispensing) against
+      the contract's formats (those of the synthetic registry); "any" accepts whatever id strings a real
+      delivery carries (still required, typed and checked for duplicates).
+    """
+
+    id_format: Literal["contract", "any"] = "contract"
 
     nhfr_operations: SourceFile = SourceFile()
     npr_episodes: SourceFile = SourceFile()
