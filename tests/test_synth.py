@@ -147,6 +147,10 @@ def test_truth_is_complete(dirty_truth, dirty):
         assert set(tr["hospital_effects"]) == hospitals
         assert set(tr["deviant_hospitals"]) <= hospitals and tr["deviant_hospitals"]
         assert 0 < tr["national_rate"] < 1 and tr["sigma2"] > 0 and tr["mor"] > 1
+        # realised variance: that of the 44 effects written (deviants included), MOR by Larsen & Merlo
+        u = np.array([tr["hospital_effects"][h] for h in sorted(hospitals)])
+        assert tr["sigma2_realised"] == pytest.approx(np.var(u, ddof=1), rel=1e-12)
+        assert tr["mor_realised"] == pytest.approx(np.exp(np.sqrt(2 * np.var(u, ddof=1)) * 0.6744897501960817))
     assert set(t["medication"]["region_rate"]) == set(geography.REGIONS)
     assert 0.1 <= t["medication"]["overall_rate"] <= 0.2
     sf = t["second_fracture"]

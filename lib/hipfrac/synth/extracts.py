@@ -614,11 +614,15 @@ class Builder:
         for ind, spec in model.TREATMENT.items():
             u = effects[ind]["u"]
             s2 = spec["sigma"] ** 2
+            s2r = float(np.var([u[h] for h in hospitals], ddof=1))
             treatment[ind] = {
                 "national_rate_target": {str(y): float(np.interp(y, *spec["target"]))
                                          for y in range(self.years[0], self.years[1] + 1)},
                 "national_rate": None,
                 "sigma2": s2, "mor": model.mor(s2),
+                # the variance the data carry: sample variance (ddof 1) of the effects actually drawn for all
+                # hospitals, deviants included (about 1.4 x nominal), and its MOR
+                "sigma2_realised": s2r, "mor_realised": model.mor(s2r),
                 "hospital_effects": {h: float(u[h]) for h in hospitals},
                 "deviant_hospitals": list(effects[ind]["deviant"]),
                 "intercept_by_year": {str(k): float(v) for k, v in intercepts.get(ind, {}).items()},
