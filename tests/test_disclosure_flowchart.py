@@ -58,3 +58,16 @@ def test_single_nonzero_exclusion_hides_every_later_running_count():
     pub = protect_flowchart(_flow([0, 3, 0]), 5)
     assert pd.isna(pub.loc[1, "n_excluded"]) and pd.isna(pub.loc[1, "n_out"]) and pd.isna(pub.loc[2, "n_out"])
     assert pd.isna(pub.loc[2, "n_in"])
+
+
+def test_flowchart_figure_draws_withheld_counts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hipfrac.figures.cohort import flowchart_figure
+
+    pub = protect_flowchart(_flow([100, 3, 0, 40, 7]), 5)
+    pub = pub.astype({"n_in": "Int64", "n_excluded": "Int64", "n_out": "Int64"})  # pd.NA, as the Exporter gives
+    fig = flowchart_figure(pub)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("withheld" in t for t in texts) and not any("n = 3" in t for t in texts)

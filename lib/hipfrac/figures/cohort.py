@@ -22,7 +22,8 @@ REGION_COLOURS = dict(zip(geography.REGIONS, style.PALETTE))
 
 
 def _fmt(n) -> str:
-    return "<5" if n is None or (isinstance(n, float) and np.isnan(n)) else f"{int(n):,}".replace(",", " ")
+    """A count for the flowchart; a withheld (disclosure-suppressed) count is shown as such."""
+    return "withheld" if pd.isna(n) else f"{int(n):,}".replace(",", " ")
 
 
 def flowchart_figure(flow: pd.DataFrame, title: str = "") -> plt.Figure:
