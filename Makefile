@@ -4,7 +4,10 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-MAKEFLAGS += --no-builtin-rules
+# parallel by default (one job per core: notebooks are independent papermill processes); the output
+# of each target is shown whole when it finishes. Override with make -j1.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+MAKEFLAGS += --no-builtin-rules -j$(NPROC) --output-sync=target
 
 # one BLAS thread per process: notebooks run side by side (make -j2) on 2 cores, and threaded BLAS on
 # small matrices made some fits 6x slower
