@@ -33,7 +33,7 @@ SYNTH_LIB := $(filter lib/hipfrac/synth% lib/hipfrac/geography% lib/hipfrac/sche
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
 
-all: setup $(foreach r,$(RUNS),outputs/$(r)/.scanned) ## set up, then regenerate every figure and table for every run in RUNS
+all: setup $(foreach r,$(RUNS),outputs/.work/$(r).published) ## set up, then regenerate every figure and table for every run in RUNS
 
 setup: $(SETUP) ## create .venv with the pinned dependencies, install hipfrac and its Jupyter kernel
 
@@ -46,7 +46,7 @@ $(SETUP): requirements.lock pyproject.toml
 
 data: setup $(foreach r,$(RUNS),$(STAMPS)/$(r).synth) ## generate the synthetic registry of every run (if missing)
 cohort: setup $(foreach r,$(RUNS),$(STAMPS)/$(r).cohort) ## build the analysis cohort of every run
-notebooks: setup $(foreach r,$(RUNS),$(foreach n,$(NB_NAMES),outputs/$(r)/$(n)/$(n).ipynb)) ## execute every notebook of every run
+notebooks: setup $(foreach r,$(RUNS),$(foreach n,$(NB_NAMES),outputs/.work/$(r)/$(n)/$(n).ipynb)) ## execute every notebook of every run
 
 # --- per-run rules ------------------------------------------------------------------------------
 define RUN_RULES
@@ -59,14 +59,17 @@ $(STAMPS)/$(1).cohort: $(STAMPS)/$(1).synth params/$(1).yaml $(LIB) | $(SETUP)
 	$(PY) -m hipfrac cohort --params params/$(1).yaml
 	@touch $$@
 
-outputs/$(1)/.scanned: $(foreach n,$(NB_NAMES),outputs/$(1)/$(n)/$(n).ipynb)
-	$(PY) -m hipfrac manifest --params params/$(1).yaml
-	$(PY) -m hipfrac scan outputs/$(1)
+# notebooks run into the staging area outputs/.work/<run>/; the run is published to outputs/<run>/
+# only when every notebook succeeded and the disclosure scan is clean (atomic per run)
+outputs/.work/$(1).published: $(foreach n,$(NB_NAMES),outputs/.work/$(1)/$(n)/$(n).ipynb)
+	$(PY) -m hipfrac manifest --params params/$(1).yaml --run-dir outputs/.work/$(1)
+	$(PY) -m hipfrac scan outputs/.work/$(1)
+	$(PY) -m hipfrac publish --params params/$(1).yaml
 	@touch $$@
 endef
 
 define NB_RULE
-outputs/$(1)/$(2)/$(2).ipynb: notebooks/$(2).ipynb params/$(1).yaml $(STAMPS)/$(1).cohort $(LIB) | $(SETUP)
+outputs/.work/$(1)/$(2)/$(2).ipynb: notebooks/$(2).ipynb params/$(1).yaml $(STAMPS)/$(1).cohort $(LIB) | $(SETUP)
 	$(PY) -m hipfrac notebook notebooks/$(2).ipynb --params params/$(1).yaml
 endef
 
@@ -78,7 +81,7 @@ $(foreach r,$(ALL_RUNS),$(foreach n,$(NB_NAMES),$(eval $(call NB_RULE,$(r),$(n))
 lint: $(SETUP) ## ruff on the package and tests
 	$(PY) -m ruff check lib tests
 
-smoke: $(SETUP) outputs/smoke/.scanned ## execute every notebook on params/smoke.yaml (tiny cohort) and scan the outputs
+smoke: $(SETUP) outputs/.work/smoke.published ## execute every notebook on params/smoke.yaml (tiny cohort) and scan the outputs
 
 test: $(SETUP) ## the whole suite: lint, smoke run of every notebook, pytest (CI runs this)
 	$(MAKE) --no-print-directory lint
@@ -104,4 +107,4 @@ lock: ## re-resolve the pinned dependencies (requirements.lock; update environme
 	  && rm -rf .venv-lock && echo "wrote requirements.lock.new: review, then move over requirements.lock"
 
 clean: ## remove generated data and outputs (never source); keeps .venv
-	rm -rf data/synthetic data/cohort $(STAMPS) outputs/*/ .pytest_cache
+	rm -rf data/synthetic data/cohort data/bench $(STAMPS) outputs/*/ outputs/.work .pytest_cache

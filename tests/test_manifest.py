@@ -109,15 +109,15 @@ def test_two_notebook_runs_give_identical_tables(fake_run):
     path = tmp / "98_determinism.ipynb"
     nbformat.write(nb, path)
     params = load(pfile)
-    out_dir = params.output_dir / "98_determinism"
+    out_dir = params.work_dir / "98_determinism"
     hashes = []
     for _ in range(2):
         assert run_notebook(path, pfile) == 0
         files = sorted(p for p in out_dir.rglob("*") if p.suffix in (".csv", ".md", ".tex", ".xlsx", ".png", ".pdf"))
         hashes.append({p.relative_to(out_dir).as_posix(): _sha(p) for p in files})
-        manifest.write(params, pfile)
+        manifest.write(params, pfile, params.work_dir)
     assert hashes[0] == hashes[1] and "tables/overview.csv" in hashes[0]
-    man = json.loads((params.output_dir / "manifest.json").read_text())
+    man = json.loads((params.work_dir / "manifest.json").read_text())
     listed = {o["path"]: o["sha256"] for o in man["outputs"]}
     assert listed["98_determinism/tables/overview.csv"] == hashes[0]["tables/overview.csv"]
     assert "98_determinism/98_determinism.ipynb" in listed

@@ -31,7 +31,7 @@ def test_success_moves_outputs_into_place_and_failure_keeps_them(env, capsys):
     nb = tmp / "07_demo.ipynb"
     _notebook(nb, "from pathlib import Path\nPath(output_dir, 'result.txt').write_text('good')")
     assert run_notebook(nb, pfile) == 0
-    final = tmp / "outputs" / "runx" / "07_demo"
+    final = tmp / "outputs" / ".work" / "runx" / "07_demo"
     assert (final / "result.txt").read_text() == "good"
     executed = json.loads((final / "07_demo.ipynb").read_text())
     assert any("output_dir" in "".join(c["source"]) for c in executed["cells"])  # injected parameters
@@ -42,6 +42,6 @@ def test_success_moves_outputs_into_place_and_failure_keeps_them(env, capsys):
     err = capsys.readouterr().err
     assert "boom in cell two" in err and "FAILED" in err
     assert (final / "result.txt").read_text() == "good", "last good outputs must survive a failure"
-    assert (tmp / "outputs" / "runx" / ".failed" / "07_demo.ipynb").exists()
-    leftovers = [p.name for p in (tmp / "outputs" / "runx").iterdir() if p.name.startswith((".tmp", ".old"))]
+    assert (tmp / "outputs" / ".work" / "runx" / ".failed" / "07_demo.ipynb").exists()
+    leftovers = [p.name for p in (tmp / "outputs" / ".work" / "runx").iterdir() if p.name.startswith((".tmp", ".old"))]
     assert not leftovers

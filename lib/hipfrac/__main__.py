@@ -4,6 +4,7 @@ Commands
   synth       generate the synthetic linked registry (extracts + truth.json)
   cohort      build the cached analysis cohort from the extracts named in a params file
   notebook    execute one notebook with papermill for one params file (atomic outputs)
+  publish     replace outputs/<run> with the staging area outputs/.work/<run> (after a clean scan)
   manifest    write outputs/<run>/manifest.json (provenance: params, inputs, git, versions, outputs)
   scan        check every file of an output run for person-level content and small cells
   supplement  build the static HTML supplement of a run
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--min-cell", type=int, default=None,
                     help="smallest count allowed (default: the run's params.export.min_cell from its manifest, else 5)")
 
+    pb = sub.add_parser("publish", help="replace outputs/<run> with the complete, scanned staging area")
+    pb.add_argument("--params", required=True)
+
     m = sub.add_parser("manifest", help="write the provenance manifest of a run")
     m.add_argument("--params", required=True)
     m.add_argument("--run-dir", help="output run directory (default outputs/<run>)")
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from hipfrac import runner
 
         return runner.run_notebook(args.notebook, args.params)
+    if args.command == "publish":
+        from hipfrac import publish
+
+        return publish.cli(args)
     if args.command == "manifest":
         from hipfrac import manifest
 

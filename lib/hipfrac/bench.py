@@ -111,9 +111,10 @@ def run_scale(scale: float, stages: set[str] | None = None) -> list[dict]:
         import shutil
 
         for d in (PROJECT_ROOT / "data" / "bench" / pfile.stem, PROJECT_ROOT / "data" / "cohort" / pfile.stem,
-                  PROJECT_ROOT / "outputs" / pfile.stem):
+                  PROJECT_ROOT / "outputs" / pfile.stem, PROJECT_ROOT / "outputs" / ".work" / pfile.stem):
             shutil.rmtree(d, ignore_errors=True)
-        for st in (PROJECT_ROOT / "data" / ".stamps").glob(f"{pfile.stem}.*"):
+        for st in [*(PROJECT_ROOT / "data" / ".stamps").glob(f"{pfile.stem}.*"),
+                   *(PROJECT_ROOT / "outputs" / ".work").glob(f"{pfile.stem}.published")]:
             st.unlink()
         print(f"  scale {scale:g}: whole (make all) ...", flush=True)
         rec = {"scale": scale, "stage": "whole", **measure(["make", "--no-print-directory", "all",

@@ -2,7 +2,8 @@
 
 The notebook runs with cwd = notebooks/ and two injected parameters: `params_file` (absolute path)
 and `output_dir` (a temporary directory). On success the temporary directory replaces
-outputs/<run>/<notebook>/; on failure the previous outputs stay untouched, the failing cell and its
+outputs/.work/<run>/<notebook>/ (the run's staging area; `hipfrac publish` moves a complete, scanned run
+to outputs/<run>/); on failure the previous outputs stay untouched, the failing cell and its
 traceback are printed, and the partly executed notebook is kept in outputs/<run>/.failed/ to inspect.
 """
 
@@ -25,7 +26,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path) -> int:
     nb = Path(notebook).resolve()
     params = load(params_file)
     params_path = Path(params_file).resolve() if Path(params_file).exists() else PROJECT_ROOT / params_file
-    run_dir = params.output_dir
+    run_dir = params.work_dir  # published to outputs/<run> by hipfrac.publish
     final = run_dir / nb.stem
     tmp = run_dir / f".tmp-{nb.stem}-{os.getpid()}"
     if tmp.exists():

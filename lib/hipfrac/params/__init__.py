@@ -98,6 +98,12 @@ class Params(Section):
             path = self.synth_dir / f"{name}.{self.synth.format}"
         return sf.model_copy(update={"path": str(path)})
 
+    @property
+    def work_dir(self) -> Path:
+        """outputs/.work/<run>/: where notebooks are executed into; `hipfrac publish` replaces
+        outputs/<run>/ with a copy of it only when every notebook succeeded and the scan is clean."""
+        return Path(os.environ.get("HIPFRAC_OUTPUTS", PROJECT_ROOT / "outputs")) / ".work" / self.run
+
     def resolved(self) -> dict:
         """All parameters, defaults filled in, as plain JSON-able data (for manifests)."""
         return json.loads(self.model_dump_json())
