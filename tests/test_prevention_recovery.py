@@ -113,20 +113,9 @@ def test_observed_uptake_rises_over_time_like_the_truth(tiny_first, tiny_params)
 
 @pytest.fixture(scope="module")
 def national(tmp_path_factory):
-    import yaml
+    from synthetic_run import synthetic_cohort
 
-    from hipfrac import cohort, synth
-    from hipfrac.params import load
-
-    d = tmp_path_factory.mktemp("prevention_national")
-    spec = {"run": "national", "synth": {"scale": 1.0, "seed": 2028, "out_dir": str(d / "synthetic")},
-            "cohort": {"out_dir": str(d / "cohort")}}
-    (d / "national.yaml").write_text(yaml.safe_dump(spec))
-    p = load(d / "national.yaml")
-    synth.generate(p.synth_dir, seed=p.synth.seed, years=p.synth.years, scale=p.synth.scale,
-                   imperfections=p.synth.imperfections, fmt=p.synth.format)
-    cohort.build(p)
-    c = cohort.load(p)
+    p, c = synthetic_cohort(tmp_path_factory.mktemp("prevention_national"), scale=1.0, seed=2028)
     return c[first_fractures(c, p)], truth_of(p)
 
 

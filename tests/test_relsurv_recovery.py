@@ -102,20 +102,10 @@ def test_recovery_tiny(tiny_cohort, tiny_params):
     "checked by test_recovery_known_excess and the R fixtures."))
 def test_recovery_national(tmp_path_factory):
     """National scale (about 80,000 patients in the cohort): tight intervals around the truth."""
-    import yaml
+    from synthetic_run import synthetic_cohort
 
-    from hipfrac import cohort, synth
-    from hipfrac.params import load
-
-    d = tmp_path_factory.mktemp("national")
-    spec = {"run": "national", "synth": {"scale": 1.0, "seed": 2027, "out_dir": str(d / "synthetic")},
-            "cohort": {"out_dir": str(d / "cohort")}}
-    (d / "national.yaml").write_text(yaml.safe_dump(spec))
-    p = load(d / "national.yaml")
-    synth.generate(p.synth_dir, seed=p.synth.seed, years=p.synth.years, scale=p.synth.scale,
-                   imperfections=p.synth.imperfections, fmt=p.synth.format)
-    cohort.build(p)
-    _check_recovery(cohort.load(p), p, n_boot=100, min_cover=0.85)
+    p, data = synthetic_cohort(tmp_path_factory.mktemp("national"), scale=1.0, seed=2027)
+    _check_recovery(data, p, n_boot=100, min_cover=0.85)
 
 
 # ------------------------------------------------------------------------------------------------
