@@ -257,7 +257,11 @@ def medication_uptake(cohort: pd.DataFrame, by: str | list[str] | None = None,
         g.insert(len(by), "indicator", ind)
         g.insert(len(by) + 1, "window_days", np.nan if window is None else float(window))
         out.append(g)
-    res = pd.concat(out, ignore_index=True)
+    return _with_proportion(pd.concat(out, ignore_index=True))
+
+
+def _with_proportion(res: pd.DataFrame) -> pd.DataFrame:
+    """Add prop = events / n and its Wilson 95 % CI (lower, upper) to a frame of counts."""
     res["events"] = res["events"].astype(int)
     res["prop"] = res["events"] / res["n"]
     res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
@@ -327,11 +331,7 @@ def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
         g = d.groupby(lev, sort=True)[col].agg(n="size", events="sum").reset_index(names="level")
         g.insert(0, "factor", f)
         out.append(g)
-    res = pd.concat(out, ignore_index=True)
-    res["events"] = res["events"].astype(int)
-    res["prop"] = res["events"] / res["n"]
-    res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
-    return res
+    return _with_proportion(pd.concat(out, ignore_index=True))
 
 
 def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_band)", "C(sex)"),
@@ -396,11 +396,7 @@ def persistence(cohort: pd.DataFrame, years=(1, 3), grace_days: float = 180, by:
             g = pd.DataFrame({"n": [int(at_risk.sum())], "events": [int(still.sum())]})
         g.insert(1 if by else 0, "years", float(t))
         out.append(g)
-    res = pd.concat(out, ignore_index=True)
-    res["events"] = res["events"].astype(int)
-    res["prop"] = res["events"] / res["n"]
-    res["lower"], res["upper"] = wilson_ci(res["events"], res["n"])
-    return res
+    return _with_proportion(pd.concat(out, ignore_index=True))
 
 
 # ==============================================================================================
