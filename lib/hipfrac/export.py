@@ -323,11 +323,14 @@ class Exporter:
             ws.append([labels.t(c, self.lang) for c in safe.columns])
             for cell in ws[2]:
                 cell.font = Font(bold=True)
+            values = [safe[c].to_numpy() for c in safe.columns]
+            hidden = mask[list(safe.columns)].to_numpy(bool)
+            fmts = [self._XLSX_FORMATS.get(kinds[c]) for c in safe.columns]
             for i in range(len(safe)):
                 row = []
-                for c in safe.columns:
-                    v = safe.at[i, c]
-                    if bool(mask.at[i, c]):
+                for j, c in enumerate(safe.columns):
+                    v = values[j][i]
+                    if hidden[i, j]:
                         row.append(tableformat.SUPPRESSED)
                     elif v is None or v is pd.NA or (isinstance(v, float) and v != v) or v is pd.NaT:
                         row.append(None)
@@ -337,9 +340,10 @@ class Exporter:
                     else:
                         row.append(float(v) if kinds[c] != "int" or not float(v).is_integer() else int(v))
                 ws.append(row)
-                for cell, c in zip(ws[ws.max_row], safe.columns):
-                    if isinstance(cell.value, (int, float)) and not isinstance(cell.value, bool) and kinds[c] in self._XLSX_FORMATS:
-                        cell.number_format = self._XLSX_FORMATS[kinds[c]]
+                # the row just appended is row i + 3 (title, header); ws[ws.max_row] scanned every cell
+                for j, v in enumerate(row):
+                    if fmts[j] and isinstance(v, (int, float)) and not isinstance(v, bool):
+                        ws.cell(row=i + 3, column=j + 1).number_format = fmts[j]
             ws.append([])
             for n in self._notes():
                 ws.append([n])

@@ -163,8 +163,11 @@ def select(catalogue: dict[str, Indicator], ids: Sequence[str] = ()) -> list[Ind
 
 
 def _mask(cohort: pd.DataFrame, expr: str, what: str) -> pd.Series:
+    # evaluate on the named columns only: pandas builds a resolver for every column of the frame,
+    # which on the wide cohort cost more than the expression itself
+    cols = [c for c in cohort.columns if c in _names(expr)]
     try:
-        m = cohort.eval(expr, engine="python")
+        m = cohort[cols].eval(expr, engine="python")
     except Exception as exc:  # noqa: BLE001 - re-raised with the expression named
         raise ValueError(f"cannot evaluate {what} expression {expr!r}: {exc}") from exc
     if np.isscalar(m):
