@@ -239,3 +239,53 @@ def test_grouped_and_pivoted_frames_are_flattened(tmp_path):
     out.table(wide, "wide", counts=["n / female", "n / male"])
     w = pd.read_csv(tmp_path / "tables" / "wide.csv")
     assert w.columns.tolist() == ["region", "n / female", "n / male"] and w["n / male"].isna().sum() == 2
+
+
+def _with_workers(n):
+    p = _params()
+    return p.model_copy(update={"export": p.export.model_copy(update={"figure_workers": n})})
+
+
+def _demo_figure(title="Funnel"):
+    fig, ax = style.subplots("single")
+    ax.scatter([400, 120, 60], [0.875, 0.83, 0.83], color=style.PALETTE[0])
+    ax.set_title(title)
+    return fig
+
+
+def test_figures_saved_in_background_are_the_same_bytes_as_inline(tmp_path):
+    hashes = []
+    for workers in (0, 1):
+        out = Exporter(_with_workers(workers), "99_demo", output_dir=tmp_path / str(workers))
+        fig = _demo_figure()
+        out.figure(fig, "demo", title="Demo")
+        fig.axes[0].set_title("changed after export")  # the saved copy was taken at out.figure
+        plt.close(fig)
+        out.finish()
+        hashes.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                       for p in sorted((tmp_path / str(workers) / "figures").iterdir())})
+    assert set(hashes[0]) == {"demo.png", "demo.pdf"}
+    assert hashes[0] == hashes[1]
+
+
+def test_a_figure_that_cannot_be_drawn_is_named(tmp_path):
+    out = Exporter(_with_workers(1), "99_demo", output_dir=tmp_path / "bg")
+    out.figure(_demo_figure(), "fine")
+    out.figure(_demo_figure(r"$\notacommand{x}$"), "broken")  # mathtext fails only when drawn
+    with pytest.raises(RuntimeError, match="'broken'"):
+        out.finish()
+    assert (tmp_path / "bg" / "figures" / "fine.png").exists()  # the others are still written
+    inline = Exporter(_with_workers(0), "99_demo", output_dir=tmp_path / "inline")
+    with pytest.raises(ValueError):
+        inline.figure(_demo_figure(r"$\notacommand{x}$"), "broken")
+
+
+def test_a_figure_that_cannot_be_pickled_is_saved_inline(tmp_path):
+    from matplotlib.ticker import FuncFormatter
+
+    out = Exporter(_with_workers(1), "99_demo", output_dir=tmp_path)
+    fig = _demo_figure()
+    fig.axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    out.figure(fig, "lambda")
+    assert (tmp_path / "figures" / "lambda.png").exists()  # written before figure() returned
+    out.finish()

@@ -52,6 +52,7 @@ import pandas as pd
 
 from hipfrac import disclosure, labels, tableformat
 from hipfrac.disclosure import DisclosureError
+from hipfrac.figures.save import FigureSaver
 
 __all__ = ["Exporter", "DisclosureError", "write_csv", "normalize_zip"]
 
@@ -129,6 +130,7 @@ class Exporter:
         self.warnings: list[str] = []
         self._sheets: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict, str]] = {}
         self._names: set[str] = set()
+        self._saver = FigureSaver(params.export.figure_workers)
 
     # --- helpers -----------------------------------------------------------------------------------
     def _claim(self, kind: str, name: str) -> None:
@@ -237,7 +239,10 @@ class Exporter:
         refused; an unsuppressed small count raises in a real-data run, is recorded as a warning
         otherwise) and saved, suppressed, as figures/<name>.data.csv. Plotting functions should draw
         from `out.suppress(frame, ...)` so that withheld units are not drawn with a value.
-        Returns the path of the PNG (or the first format written).
+        The files are written by a background process (params export.figure_workers; 0 = here, before
+        returning) from a pickled copy of fig: changing fig afterwards does not change them, and they
+        exist once `finish()` (or `wait_figures()`) has returned.
+        Returns the path of the PNG (or the first format).
         """
         self._claim("figure", name)
         what = f"figure '{name}' (notebook {self.notebook})"
@@ -259,21 +264,27 @@ class Exporter:
             write_csv(sup.frame.reset_index(drop=True), p, self.params.export.float_digits)
             self._record(p)
         desc = f"hipfrac run {self.run}; notebook {self.notebook}; figure {name}"
-        first = None
+        jobs = []
         for fmt in self.params.export.figure_formats:
             p = fdir / f"{name}.{fmt}"
             if fmt == "png":
                 meta = {"Title": title or name, "Description": desc, "Source": f"hipfrac run {self.run}",
                         "Software": "hipfrac"}
-                fig.savefig(p, format="png", dpi=self.params.export.dpi, metadata=meta, bbox_inches="tight")
+                kwargs = {"dpi": self.params.export.dpi, "metadata": meta, "bbox_inches": "tight"}
             else:
                 meta = {"Title": title or name, "Subject": desc, "Keywords": f"hipfrac run {self.run}",
                         "Creator": "hipfrac", "Author": "hipfrac", "CreationDate": None, "ModDate": None}
-                fig.savefig(p, format="pdf", metadata=meta, bbox_inches="tight")
+                kwargs = {"metadata": meta, "bbox_inches": "tight"}
+            jobs.append((str(p), fmt, kwargs))
             self._record(p)
-            first = first or p
+        # written in the background (params export.figure_workers); finish() waits for the files
+        self._saver.submit(fig, jobs, name)
         self.figures.append(info)
-        return first
+        return Path(jobs[0][0]) if jobs else None
+
+    def wait_figures(self) -> None:
+        """Block until every figure handed to `figure()` is written (finish() calls this)."""
+        self._saver.wait()
 
     def text(self, name: str, text: str) -> Path:
         """Write a Markdown text (e.g. a summary paragraph) as <name>.md."""
@@ -284,7 +295,9 @@ class Exporter:
         return self._record(path)
 
     def finish(self) -> list[Path]:
-        """Write the XLSX workbook and the notebook's manifest piece (outputs.json); return all paths."""
+        """Wait for the figures being saved, write the XLSX workbook and the notebook's manifest piece
+        (outputs.json); return all paths."""
+        self._saver.wait()
         if self._sheets:
             p = self.dir / f"{self.notebook}.xlsx"
             self._write_xlsx(p)

@@ -163,7 +163,8 @@ def hospital_grid(results: pd.DataFrame, indicator_titles: dict | None = None, r
                 txt += "*"
             if show_n and not pd.isna(r["n"]) and txt != "s":
                 txt += f" ({int(r['n'])})"
-            ax.text(j + 0.5, i + 0.5, txt, ha="center", va="center", fontsize=4.5 if not show_n else 3.6)
+            ax.text(j + 0.5, i + 0.5, txt, ha="center", va="center", fontsize=4.5 if not show_n else 3.6,
+                    in_layout=False)  # inside its cell: not measured for the layout
     ax.imshow(img, cmap=mpl.colors.ListedColormap(names), vmin=-0.5, vmax=6.5, aspect="auto",
               extent=(0, len(inds), len(ulist), 0), interpolation="nearest")
     for i in range(len(ulist) + 1):
@@ -241,10 +242,12 @@ def tile_map(values: pd.DataFrame, grid: pd.DataFrame, value_col: str = "prop", 
         ax.add_patch(plt.Rectangle((r.col, -r.row), 0.95, 0.95, facecolor=c, edgecolor="white"))
         light = pd.isna(val) or norm(val) < 0.6
         name = textwrap.fill(str(r.referral_area).replace("-", "- "), 9).replace("- ", "-")
+        # labels inside their tile: left out of the layout computation (measuring hundreds of texts
+        # there was most of the figure's saving time)
         ax.text(r.col + 0.475, -r.row + 0.62, name, ha="center", va="center", fontsize=2.6,
-                color="white" if light else "black", linespacing=0.9)
+                color="white" if light else "black", linespacing=0.9, in_layout=False)
         ax.text(r.col + 0.475, -r.row + 0.22, "–" if pd.isna(val) else fmt.format(val), ha="center",
-                va="center", fontsize=4.5, color="white" if light else "black")
+                va="center", fontsize=4.5, color="white" if light else "black", in_layout=False)
     ax.set_xlim(-0.1, g["col"].max() + 1.05)
     ax.set_ylim(-g["row"].max() - 0.1, 1.05)
     ax.set_aspect("equal")
@@ -272,7 +275,8 @@ def heat_table(values: pd.DataFrame, row_col: str = "indicator", col_col: str = 
     for i in range(wide.shape[0]):
         for j in range(wide.shape[1]):
             val = wide.iat[i, j]
-            ax.text(j, i, "s" if pd.isna(val) else f"{100 * val:.1f}", ha="center", va="center", fontsize=5.5)
+            ax.text(j, i, "s" if pd.isna(val) else f"{100 * val:.1f}", ha="center", va="center", fontsize=5.5,
+                    in_layout=False)  # inside its cell: not measured for the layout
     ax.set_xticks(range(wide.shape[1]))
     ax.set_xticklabels(wide.columns, rotation=20, ha="right", fontsize=6)
     ax.set_yticks(range(wide.shape[0]))

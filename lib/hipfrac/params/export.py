@@ -14,6 +14,8 @@ class ExportParams(Section):
     table_formats: formats of every table (CSV is always written, as the machine-readable copy).
     figure_formats: formats of every figure.
     dpi: resolution of PNG figures.
+    figure_workers: background processes writing figure files while the notebook goes on computing
+        (0 = write each figure in the notebook's own process before `out.figure` returns).
     float_digits: significant digits of floats in CSV tables (fixed, for byte-identical reruns).
     code_folded: in the HTML supplement, code cells are folded (True) or hidden entirely (False);
         `python -m hipfrac supplement --show-code` shows them unfolded.
@@ -23,5 +25,6 @@ class ExportParams(Section):
     table_formats: tuple[Literal["csv", "xlsx", "tex", "md"], ...] = ("csv", "xlsx", "tex", "md")
     figure_formats: tuple[Literal["png", "pdf"], ...] = ("png", "pdf")
     dpi: int = Field(300, ge=50, le=1200)
+    figure_workers: int = Field(1, ge=0, le=8)
     float_digits: int = Field(6, ge=3, le=17)
     code_folded: bool = True
