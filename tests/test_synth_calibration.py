@@ -132,6 +132,23 @@ def measure(d) -> dict:
     el = c[(c["adm"] < end - pd.Timedelta(days=365)) & ~c.index.isin(list(before))]
     out["municipal_care_after"] = float(el.index.isin(list(new)).mean())
     out["services_before"] = float(c.index.isin(list(before)).mean())
+    # age-sex-standardised incidence of first hip fractures (age 50+) by referral area of residence
+    from hipfrac import incidence
+
+    c["year"] = c["adm"].dt.year
+    lo5 = (np.floor(c["age"] / 5) * 5).astype(int)
+    c["age_band5"] = np.where(c["age"] >= 95, "95+", lo5.astype(str) + "-" + (lo5 + 4).astype(str))
+    ev = c[c["age"] >= 50].groupby(["year", "area", "region", "sex", "age_band5"]).size().rename("events")
+    ev = ev.reset_index().rename(columns={"area": "referral_area"})
+    pop = t["ssb_population"].astype({"year": int, "age_from": int, "population": "int64"})
+    pop = pop.merge(mu[["referral_area", "region"]].reset_index().astype({"municipality": str}), on="municipality")
+    pop = pop[pop["age_from"] >= 50]
+    pop = pop.assign(age_band5=np.where(pop["age_from"] >= 95, "95+", pop["age_band"]))
+    pop = pop.groupby(["year", "referral_area", "region", "sex", "age_band5"])["population"].sum().reset_index()
+    rates = incidence.standardised_incidence(incidence.incidence_data(ev, pop, "referral_area"))
+    stats = incidence.area_variation(rates).set_index("statistic")["value"]
+    out["incidence_area_eq"], out["incidence_area_cv"] = float(stats["eq"]), float(stats["cv"])
+    out["incidence_by_area"] = rates.set_index("referral_area")["std_rate"]
     out["truth"] = truth
     return out
 
@@ -190,6 +207,17 @@ def test_national_spread_across_areas(national):
 
 
 @pytest.mark.slow
+def test_national_incidence_varies_little_across_areas(national):
+    """Health atlas: hip fracture incidence, age-sex standardised, differs little between referral areas
+    (EQ about 1.3); the areas' standardised rates follow the generator's area effects."""
+    assert 1.1 <= national["incidence_area_eq"] <= 1.6, national["incidence_area_eq"]
+    assert 3.0 <= national["incidence_area_cv"] <= 14.0, national["incidence_area_cv"]
+    rate = national["incidence_by_area"]
+    eff = pd.Series(national["truth"]["geography"]["area_incidence_log_effect"]).reindex(rate.index)
+    assert np.log(rate).corr(eff) > 0.9
+
+
+@pytest.mark.slow
 def test_national_recovers_truth(national):
     truth = national["truth"]
     # coverage by hospital: observed share within binomial noise of the true probability
@@ -213,6 +241,31 @@ def test_national_recovers_truth(national):
     true = pd.Series(truth["medication"]["region_rate"]).reindex(obs.index)
     assert obs.corr(true, method="spearman") > 0.7
     assert (obs < true + 0.02).all()
+
+
+def test_population_stands_for_the_patients_and_area_effects(tiny_synth):
+    """ssb_population gives each municipality its expected share of patients divided by exp(its area's
+    incidence effect) (truth.json geography), with one age structure: so standardised incidence by area
+    is the national one times exp(effect)."""
+    from hipfrac.synth import core, io
+
+    truth = json.loads((tiny_synth / "truth.json").read_text(encoding="utf-8"))
+    eff = truth["geography"]["area_incidence_log_effect"]
+    assert len(eff) == 19 and abs(sum(eff.values())) < 1e-9
+    assert 0.02 < np.std(list(eff.values())) < 0.15
+    munis = geography.municipalities()
+    w = pd.Series(core.municipality_weights(eff), index=munis["municipality"].astype(str))
+    pop = io.read(tiny_synth / "ssb_population.csv")
+    pop = pop[pop["year"].astype(int) == 2020]
+    got = pop["population"].astype(float).groupby(pop["municipality"].astype(str)).sum()
+    share = got / got.sum()
+    assert np.allclose(share.reindex(w.index), w, rtol=0.02, atol=2e-5)
+    # without the effects, a municipality's weight is its expected share of the hospital-first draw
+    base = pd.Series(core.municipality_weights(None), index=w.index)
+    ratio = (w / base).groupby(munis["referral_area"].to_numpy()).agg(["min", "max"])
+    assert np.allclose(ratio["min"], ratio["max"])           # one factor per area
+    f = np.exp(-pd.Series(eff).reindex(ratio.index))
+    assert np.allclose(ratio["min"] / ratio["min"].mean(), f / f.mean())
 
 
 def test_small_scale_calibration(tiny_synth):

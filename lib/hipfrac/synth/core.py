@@ -67,6 +67,36 @@ def _solve_intercepts(lin: np.ndarray, years: np.ndarray, target) -> tuple[np.nd
 
 
 # ------------------------------------------------------------------------------------------------
+def municipality_weights(area_effects: dict[str, float] | None = None) -> np.ndarray:
+    """Population each shipped municipality stands for (relative weights, in municipalities() order).
+
+    The geography ships a few real municipalities per referral area, not all 357, so their own
+    populations do not match the hospitals' volumes (a small hospital's catchment may list one small
+    municipality). Patients are drawn hospital-first (by 2018 NPR volume), then a municipality of the
+    hospital's catchment by population (draw_patients); the population a municipality stands for is
+    its expected share of those patients divided by exp(its referral area's incidence effect). With
+    one national age structure in ssb_population, the age-sex-standardised incidence of an area is
+    then the national one times exp(effect), and hospitals keep their real volumes.
+    """
+    hosp = geography.hospitals()
+    munis = geography.municipalities()
+    catch = geography.catchment().merge(munis[["municipality", "population"]], on="municipality")
+    vol = hosp.set_index("hospital")["volume_2018"].astype(float)
+    share = catch["population"] / catch.groupby("hospital")["population"].transform("sum")
+    expected = (share * vol.loc[catch["hospital"]].to_numpy()).groupby(catch["municipality"]).sum()
+    w = expected.reindex(munis["municipality"]).to_numpy(float)
+    if area_effects:
+        w = w / np.exp(munis["referral_area"].map(area_effects).to_numpy(float))
+    return w / w.sum()
+
+
+def area_incidence_effects(st: Streams) -> dict[str, float]:
+    """Referral areas' hip fracture incidence effects (log scale, N(0, AREA_INCIDENCE_SD), centred)."""
+    areas = sorted(geography.referral_areas()["referral_area"])
+    e = st("geography").normal(0.0, model.AREA_INCIDENCE_SD, len(areas))
+    return dict(zip(areas, (e - e.mean()).tolist()))
+
+
 def draw_patients(st: Streams, years: tuple[int, int], scale: float) -> pd.DataFrame:
     """Index fractures: date, person factors, residence and hospital."""
     rng = st("patients")

@@ -107,7 +107,10 @@ class Builder:
             "kpr_services": self._kpr(df),
             "death_registry": self._deaths(df),
             "ssb_persons": self._persons(df),
-            "ssb_population": lifetable.population(self.munis, years, self.scale),
+            # the population each shipped municipality stands for (see core.municipality_weights)
+            "ssb_population": lifetable.population(
+                self.munis.assign(population=core.municipality_weights(core.area_incidence_effects(st))),
+                years, self.scale),
             "ssb_lifetables": lt,
             "prescriptions": self._prescriptions(df),
         }
@@ -710,6 +713,17 @@ class Builder:
                          "applied": bool(self.imperfections),
                          "definition": "probability that an NPR hip fracture operation has an NHFR form"},
             "municipal_care": self._kpr_truth,
+            "geography": {
+                "area_incidence_log_effect": core.area_incidence_effects(self.st),
+                "area_incidence_sd": model.AREA_INCIDENCE_SD,
+                "cross_area_flow": model.CROSS_AREA_FLOW,
+                "definition": "age-sex-specific hip fracture incidence of a referral area's residents is the "
+                              "national one times exp(area_incidence_log_effect) (effects centred to mean 0): "
+                              "patients are drawn by hospital volume, then a municipality of its catchment by "
+                              "population (cross_area_flow of them treated at another hospital of the region); "
+                              "ssb_population gives each shipped municipality its expected share of patients "
+                              "divided by exp(effect), with one national age structure",
+            },
             "npr_coding": {"hip_fracture_icd10": HIP_ICD, "primary_ncsp": {f"{o}|{f}": c for (o, f), c in
                                                                            NCSP_PRIMARY.items()}},
         }

@@ -11,6 +11,9 @@ import numpy as np
 FIRST_FRACTURES_PER_YEAR = 8_100   # index (first) hip fractures a year at scale 1; with second fractures
 VOLUME_TREND_PER_YEAR = -0.003     # relative change per calendar year around 2016 (~9,000 in all)
 CROSS_AREA_FLOW = 0.04             # share treated at another hospital of the same region
+# Age-sex-standardised incidence differs between referral areas by a random effect (log scale, SD):
+# the health atlases see a max/min ratio (EQ) of about 1.3 across the 19 areas for hip fractures.
+AREA_INCIDENCE_SD = 0.07
 
 # --- patients ------------------------------------------------------------------------------------
 P_FEMALE = 0.695
