@@ -80,6 +80,28 @@ def test_npr_only_fractures_included_when_asked(tmp_path):
     assert pd.isna(df.loc["P0000003", "surgery_48h"]) and pd.isna(df.loc["P0000003", "reoperation_1y"])
 
 
+def test_incidence_events_count_npr_only_fractures_whatever_the_cohort_keeps(tiny_params, tiny_cohort, tmp_path):
+    """The incidence companion holds every index fracture (NPR-only ones too): it equals the cohort built
+    with include_npr_only, counted by stratum (events and those with an NHFR form)."""
+    keys = ["year", "referral_area", "sex", "age_band5"]
+    inc = cohort.load_companion(tiny_params, "incidence_events")
+    assert not tiny_params.cohort.include_npr_only
+    with_npr = tiny_params.model_copy(update={
+        "cohort": tiny_params.cohort.model_copy(update={"include_npr_only": True, "out_dir": str(tmp_path)})})
+    cohort.build(with_npr, verbose=False)
+    full = cohort.load(with_npr)
+    assert (full["source"] == "npr_only").sum() > 0
+    want = full.groupby(keys).size().rename("events")
+    got = inc.set_index(keys)["events"]
+    assert got[got > 0].sort_index().equals(want.sort_index().astype("int64"))
+    assert inc["events"].sum() == len(full) > len(tiny_cohort)
+    reg = full[full["source"] != "npr_only"].groupby(keys).size()
+    assert got.index.equals(inc.set_index(keys).index)
+    assert inc.set_index(keys)["events_registered"].reindex(reg.index).astype("int64").equals(reg.astype("int64"))
+    assert inc["events_registered"].sum() == reg.sum()
+    assert cohort.load_companion(with_npr, "incidence_events").equals(inc)
+
+
 def test_cache_is_reused_and_invalidated(handmade, capsys):
     params, _ = handmade
     mtime = params.cohort_path.stat().st_mtime_ns
@@ -113,6 +135,20 @@ def test_columns_and_types_equal_the_dictionary(tiny_cohort, tiny_params):
         if "codes" in s:
             assert set(tiny_cohort[col].dropna()) <= set(map(str, s["codes"])), col
     assert not tiny_cohort["person_id"].duplicated().any()
+
+
+def test_previous_hip_fracture_found_in_the_extracts(tiny_cohort, tiny_params, tiny_synth):
+    """previous_hip_fracture = an NPR hip fracture stay (S72.0-S72.2) of the person more than the washout
+    before the index, counted independently from the extract."""
+    from hipfrac.synth import io
+
+    npr = io.read(tiny_synth / "npr_episodes.csv")
+    hip = npr[npr["diag_main"].isin(["S720", "S721", "S722"])]
+    first = pd.to_datetime(hip.groupby("person_id")["admission_date"].min())
+    washout = pd.DateOffset(years=tiny_params.cohort.washout_years)
+    earlier = tiny_cohort["person_id"].map(first) < tiny_cohort["fracture_date"] - washout
+    assert (tiny_cohort["previous_hip_fracture"] == earlier.astype(int)).all()
+    assert 0.005 < tiny_cohort["previous_hip_fracture"].mean() < 0.08
 
 
 def test_flowchart_conserves_on_synthetic(tiny_cohort, tiny_params):
@@ -166,7 +202,7 @@ def test_rebuild_is_byte_identical(handmade, tmp_path):
     params, _ = handmade
     other = write_run(tmp_path, base_frames())
     cohort.build(other, verbose=False)
-    for name in ["cohort", "flowchart", "coverage", "drops", "population"]:
+    for name in ["cohort", "flowchart", "coverage", "drops", "population", "incidence_events"]:
         a = (params.cohort_dir / f"{name}.parquet").read_bytes()
         b = (other.cohort_dir / f"{name}.parquet").read_bytes()
         assert a == b, name

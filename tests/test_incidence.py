@@ -30,6 +30,16 @@ def test_incidence_data_aggregates_events_and_population():
     assert d["events"].sum() == 7 and d["population"].sum() == 2 * (1500 + 5000)
 
 
+def test_aggregated_events_give_the_same_data_as_rows():
+    rows = _cohort()
+    agg = rows.assign(region="R").groupby(["year", "referral_area", "region", "sex", "age_band5"]).size()
+    agg = agg.rename("events").reset_index().assign(events_registered=0)
+    for unit in ("referral_area", "region"):
+        r = incidence.incidence_data(rows.assign(res_region="R"), _population(), unit, years=(2015, 2016))
+        a = incidence.incidence_data(agg, _population(), unit, years=(2015, 2016))
+        pd.testing.assert_frame_equal(r, a)
+
+
 def test_fracture_without_population_is_an_error():
     c = pd.concat([_cohort(), pd.DataFrame([("C", 2015, "female", "80-84")], columns=_cohort().columns)])
     with pytest.raises(ValueError, match="1 fractures without population, e.g. C 2015"):

@@ -24,7 +24,9 @@ Dates: day-level differences are in days; `followup_days` adds 0.5 to same-day d
 
 Companion files in `params.cohort_dir`: cohort.parquet, flowchart.parquet, validation_report.parquet,
 validation_report.txt, drops.parquet, coverage.parquet, population.parquet (SSB population aged 50+ by
-year, referral area, sex and 5-year age band: incidence denominators), extracts.parquet (rows read, dropped
+year, referral area, sex and 5-year age band: incidence denominators), incidence_events.parquet (index
+fractures by year, area, sex and age band with NPR-only fractures included: incidence numerators),
+extracts.parquet (rows read, dropped
 and kept per source: n_read = n_dropped + n_kept), fingerprint.json.
 """
 
@@ -131,7 +133,8 @@ def dictionary_markdown() -> str:
               "n_excluded + n_out), `validation_report.parquet` / `.txt` (problems found in the extracts), "
               "`drops.parquet` (every removed record with its reason), `coverage.parquet` (NHFR coverage "
               "against NPR per hospital and year), `population.parquet` (SSB population aged 50+ by year, "
-              "referral area, sex and 5-year age band), `extracts.parquet` (rows read, dropped and kept per source).", ""]
+              "referral area, sex and 5-year age band), `incidence_events.parquet` (index fractures by year, area "
+              "of residence, sex and age band, NPR-only fractures included: incidence numerators), `extracts.parquet` (rows read, dropped and kept per source).", ""]
     return "\n".join(lines)
 
 
@@ -176,7 +179,7 @@ def fingerprint(params) -> dict:
             "synth_format": params.synth.format, "files": files, "code": h.hexdigest()[:16]}
 
 
-COMPANIONS = ("flowchart", "validation_report", "drops", "coverage", "population", "extracts")
+COMPANIONS = ("flowchart", "validation_report", "drops", "coverage", "population", "incidence_events", "extracts")
 
 
 def _is_current(params) -> bool:
@@ -215,7 +218,7 @@ def load(params) -> pd.DataFrame:
 
 def load_companion(params, name: str) -> pd.DataFrame:
     """A companion table of the cached cohort: flowchart, validation_report, drops, coverage, population,
-    extracts."""
+    incidence_events, extracts."""
     if name not in COMPANIONS:
         raise KeyError(f"unknown companion {name!r}; companions are {', '.join(COMPANIONS)}")
     path = params.cohort_dir / f"{name}.parquet"
@@ -320,11 +323,13 @@ class _Builder:
         cohort = self.derive()
         self.log("derived variables")
         population = self.population()
+        incidence_events = self.incidence_events()
+        self.log("incidence events")
         extracts = pd.DataFrame(self.sources, columns=["source", "file", "format", "n_read", "n_dropped",
                                                        "n_kept"])
         return {"cohort": cohort, "flowchart": flow, "validation_report": self.report.table(),
                 "drops": self.drops.table(), "coverage": coverage, "population": population,
-                "extracts": extracts}
+                "incidence_events": incidence_events, "extracts": extracts}
 
     # -------------------------------------------------------------------------------------------
     def read_and_validate(self):
@@ -651,6 +656,12 @@ class _Builder:
             ("invalid record: death before the fracture", "death_date IS NOT NULL AND death_date < fracture_date"),
             ("invalid record: unknown treating hospital", "hospital IS NULL OR NOT known_hospital"),
         ]
+        # the incidence companion applies the same steps to every fracture, NPR-only ones included
+        # (NPR is complete; gaps in the register's coverage must not look like low incidence)
+        self._incidence_steps = [st if i != 1 else (
+            "NPR-only fracture without hip fracture surgery",
+            "source = 'npr_only' AND NOT operated" if c.npr_require_surgery else "false")
+            for i, st in enumerate(steps)]
         con.execute("CREATE OR REPLACE TEMP TABLE cur AS SELECT * FROM ev_facts")
         rows = []
         n = self.scalar("SELECT count(*) FROM cur")
@@ -750,6 +761,13 @@ class _Builder:
              AND r.surgery_datetime >= p.surgery_datetime
              AND r.surgery_datetime <= p.surgery_datetime + INTERVAL 365 DAY
             GROUP BY i.event_id""")
+        # an earlier hip fracture of the person (before the washout window: the washout step removed
+        # the others), as far back as the extracts reach
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE prev_fx AS
+            SELECT DISTINCT i.event_id FROM idx i JOIN events e
+              ON e.person_id = i.person_id AND e.event_id <> i.event_id AND e.fracture_date < i.fracture_date
+             AND NOT (i.ev_no IS NOT NULL AND e.ev_no IS NOT NULL AND i.ev_no = e.ev_no)""")
         cci_sel = ", ".join(f"coalesce(cci.cci_{k}, 0) AS cci_{k}" for k in charlson.COMPONENTS)
         df = con.execute(f"""
             SELECT i.event_id, i.person_id, i.op_id, i.source, i.fracture_date,
@@ -764,7 +782,7 @@ class _Builder:
                    coalesce(k.nh_after, false) AS nh_after, coalesce(k.care_after, false) AS care_after,
                    CASE WHEN i.death_date <= {eof} THEN i.death_date END AS death_date,
                    CASE WHEN i.death_date <= {eof} THEN d.underlying_cause END AS death_cause,
-                   sf.second_date, nf.new_date,
+                   pf.event_id IS NOT NULL AS previous_hip, sf.second_date, nf.new_date,
                    coalesce(o.before, false) AS osteo_before, coalesce(o.m3, false) AS osteo_m3,
                    coalesce(o.m6, false) AS osteo_m6, coalesce(o.m12, false) AS osteo_m12,
                    o.first_after, o.last_after,
@@ -775,12 +793,37 @@ class _Builder:
             LEFT JOIN cci ON cci.event_id = i.event_id
             LEFT JOIN kpr_agg k ON k.event_id = i.event_id
             LEFT JOIN t_death_registry d ON d.person_id = i.person_id
+            LEFT JOIN prev_fx pf ON pf.event_id = i.event_id
             LEFT JOIN second_fx sf ON sf.event_id = i.event_id
             LEFT JOIN new_fx nf ON nf.event_id = i.event_id
             LEFT JOIN osteo o ON o.event_id = i.event_id
             LEFT JOIN reop r ON r.event_id = i.event_id
             ORDER BY i.fracture_date, i.person_id, i.event_id""").df()
         return _finish(df, self.p)
+
+    # -------------------------------------------------------------------------------------------
+    def incidence_events(self) -> pd.DataFrame:
+        """Index fractures for incidence, NPR-only fractures included whatever include_npr_only says:
+        year, referral_area, region (of residence), sex, age_band5, events (all index fractures),
+        events_registered (of them with an NHFR form). Aggregates, no persons; the same exclusion
+        steps as the cohort (period, first in period, washout, age, residence, ...)."""
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE cur AS SELECT * FROM ev_facts")
+        for _, cond in self._incidence_steps:
+            con.execute(f"DELETE FROM cur WHERE coalesce({cond}, false)")
+        muni = geography.municipalities()[["municipality", "referral_area", "region"]]
+        self.con.register("geo_inc_df", muni)
+        df = self.sql("""
+            SELECT year(c.fracture_date) AS year, g.referral_area, g.region, c.sex,
+                   CASE WHEN c.age >= 95 THEN '95+'
+                        ELSE CAST(CAST(floor(c.age / 5) * 5 AS INTEGER) AS VARCHAR) || '-' ||
+                             CAST(CAST(floor(c.age / 5) * 5 + 4 AS INTEGER) AS VARCHAR) END AS age_band5,
+                   count(*) AS events, count(*) FILTER (WHERE c.source <> 'npr_only') AS events_registered
+            FROM cur c JOIN geo_inc_df g USING (municipality)
+            GROUP BY ALL ORDER BY ALL""").df()
+        self.con.unregister("geo_inc_df")
+        con.execute("DROP TABLE cur")
+        return df.astype({"year": "int64", "events": "int64", "events_registered": "int64"}).reset_index(drop=True)
 
     # -------------------------------------------------------------------------------------------
     def population(self) -> pd.DataFrame:
@@ -932,6 +975,7 @@ def _finish(df: pd.DataFrame, params) -> pd.DataFrame:
     out["dead_30d"] = (dead & (dd <= 30)).astype("int64")
     out["dead_90d"] = (dead & (dd <= 90)).astype("int64")
     out["dead_1y"] = (dead & (dd <= 365)).astype("int64")
+    out["previous_hip_fracture"] = df["previous_hip"].astype("int64")
     sd = pd.to_datetime(df["second_date"])
     sd = sd.where(~dead | (sd <= death))
     out["second_hip_fracture"] = sd.notna().astype("int64")

@@ -29,7 +29,10 @@ def incidence_data(cohort: pd.DataFrame, population: pd.DataFrame, unit: str = "
                    years: tuple[int, int] | None = None) -> pd.DataFrame:
     """Fractures and population per unit x year x sex x age band (aggregates, no persons).
 
-    cohort: the analysis cohort (needs year, sex, age_band5 and the unit column).
+    cohort: the cohort's `incidence_events` companion (aggregated index fractures with NPR-only ones
+        included: year, referral_area, region, sex, age_band5, events) - use this for incidence - or
+        the analysis cohort itself (one row per index fracture: year, sex, age_band5, the unit column),
+        which lacks fractures without an NHFR form unless built with include_npr_only.
     population: the `population` companion (year, referral_area, region, sex, age_band5, population).
     unit: "referral_area" or "region" (res_region in the cohort).
     Returns unit, year, sex, age_band5, events (fractures), population (persons on 1 January).
@@ -41,10 +44,14 @@ def incidence_data(cohort: pd.DataFrame, population: pd.DataFrame, unit: str = "
     if years is not None:
         pop = pop[(pop["year"] >= years[0]) & (pop["year"] <= years[1])]
     pop = pop.groupby(["unit", "year", "sex", "age_band5"], sort=True)["population"].sum().reset_index()
+    aggregated = "events" in cohort.columns
+    if aggregated:
+        coh_unit = pop_unit
     c = cohort.rename(columns={coh_unit: "unit"})
     if years is not None:
         c = c[(c["year"] >= years[0]) & (c["year"] <= years[1])]
-    ev = c.groupby(["unit", "year", "sex", "age_band5"], sort=True).size().rename("events").reset_index()
+    g = c.groupby(["unit", "year", "sex", "age_band5"], sort=True)
+    ev = (g["events"].sum() if aggregated else g.size()).rename("events").reset_index()
     ev = ev.astype({"unit": "string", "sex": "string", "age_band5": "string"})
     pop = pop.astype({"unit": "string", "sex": "string", "age_band5": "string"})
     out = pop.merge(ev, on=["unit", "year", "sex", "age_band5"], how="outer")
