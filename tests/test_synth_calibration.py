@@ -148,6 +148,14 @@ def measure(d) -> dict:
     rates = incidence.standardised_incidence(incidence.incidence_data(ev, pop, "referral_area"))
     stats = incidence.area_variation(rates).set_index("statistic")["value"]
     out["incidence_area_eq"], out["incidence_area_cv"] = float(stats["eq"]), float(stats["cv"])
+    # hip fractures (first and later, >= 90 days apart) at age 75+ per 1,000 person-years, 2013-15
+    allfx = hip[gap.isna() | (gap >= 90)].join(p1[["birth_year", "birth_month"]], on="person_id")
+    born_all = pd.to_datetime(dict(year=allfx["birth_year"].astype(int), month=allfx["birth_month"].astype(int),
+                                   day=15))
+    old75 = ((allfx["adm"] - born_all).dt.days / 365.25 >= 75) & allfx["adm"].dt.year.between(2013, 2015)
+    raw = t["ssb_population"].astype({"year": int, "age_from": int, "population": "int64"})
+    py75 = raw.loc[(raw["age_from"] >= 75) & raw["year"].between(2013, 2015), "population"].sum()
+    out["incidence_75_2013_15"] = float(1000 * old75.sum() / py75)
     out["incidence_by_area"] = rates.set_index("referral_area")["std_rate"]
     out["truth"] = truth
     return out
@@ -178,6 +186,7 @@ NATIONAL = {  # quantity: (low, high) — domain.md section 2 targets with the t
     "second_hip_10y_female": (0.12, 0.18),
     "second_hip_10y_male": (0.08, 0.14),
     "municipal_care_after": (0.40, 0.70),
+    "incidence_75_2013_15": (17.0, 22.0),   # 19.3 per 1,000 a year at age 75+ (Eldrehelseatlas 2013-15)
     "services_before": (0.40, 0.65),   # nursing home or home services before the fracture
 }
 
