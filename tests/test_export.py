@@ -289,3 +289,23 @@ def test_a_figure_that_cannot_be_pickled_is_saved_inline(tmp_path):
     out.figure(fig, "lambda")
     assert (tmp_path / "figures" / "lambda.png").exists()  # written before figure() returned
     out.finish()
+
+
+def test_a_figure_using_a_function_defined_in_the_notebook_is_saved_inline(tmp_path, monkeypatch):
+    """A notebook's own functions live in __main__ and pickle by reference: a worker could not load them,
+    so such a figure is saved in the notebook's process (and finish() does not fail)."""
+    from matplotlib.ticker import FuncFormatter
+
+    import __main__
+
+    def percent(v, _pos):
+        return f"{v:.0%}"
+
+    percent.__module__, percent.__qualname__ = "__main__", "hipfrac_test_percent"
+    monkeypatch.setattr(__main__, "hipfrac_test_percent", percent, raising=False)
+    out = Exporter(_with_workers(1), "99_demo", output_dir=tmp_path)
+    fig = _demo_figure()
+    fig.axes[0].yaxis.set_major_formatter(FuncFormatter(percent))
+    out.figure(fig, "notebook_function")
+    assert (tmp_path / "figures" / "notebook_function.png").exists()  # written before figure() returned
+    out.finish()

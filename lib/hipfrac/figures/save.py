@@ -15,14 +15,32 @@ This module imports only matplotlib: the worker starts in about a second.
 
 from __future__ import annotations
 
+import io
 import pickle
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from types import FunctionType
 
 import matplotlib as mpl
 
 # rcParams that are not about drawing and must not be copied into the worker
 _SKIP_RC = {"backend", "backend_fallback", "interactive"}
+
+
+class _Pickler(pickle.Pickler):
+    """Refuses what a worker process could not unpickle: functions and classes defined in the notebook
+    itself (module __main__: pickled by reference, they do not exist in the worker)."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (type, FunctionType)) and getattr(obj, "__module__", None) == "__main__":
+            raise pickle.PicklingError(f"{obj!r} is defined in the notebook")
+        return NotImplemented
+
+
+def _dumps(fig) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(fig)
+    return buf.getvalue()
 
 
 def save(fig, jobs: list[tuple[str, str, dict]]) -> None:
@@ -63,8 +81,8 @@ class FigureSaver:
         backlog = sum(not f.done() for _, f in self._pending)
         if self.workers > 0 and backlog <= self.workers:
             try:
-                blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # noqa: BLE001 - e.g. a lambda formatter: save here instead
+                blob = _dumps(fig)
+            except Exception:  # noqa: BLE001 - e.g. a lambda or notebook-defined formatter: save here
                 blob = None
         if blob is None:
             save(fig, jobs)
