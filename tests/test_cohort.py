@@ -256,3 +256,52 @@ def test_typed_parquet_extracts_give_the_same_cohort(handmade, tmp_path):
     other = write_run(tmp_path, base_frames(), sources=sources, write=False)
     cohort.build(other, verbose=False)
     pd.testing.assert_frame_equal(cohort.load(other).set_index("person_id"), df)
+
+
+def test_recode_maps_delivered_hospital_ids_onto_the_contract(handmade, tmp_path):
+    """A real delivery with NPR's numeric RESH ids instead of the contract's hospital codes: `recode`
+    (inline or a CSV map) gives the same cohort as the contract-coded extracts, and the report counts it."""
+    params, base = handmade
+    frames = base_frames()
+    codes = sorted(set(frames["nhfr_operations"]["hospital"]) | set(frames["npr_episodes"]["hospital"]))
+    resh = {c: str(970000000 + i) for i, c in enumerate(codes)}
+    for name in ("nhfr_operations", "npr_episodes"):
+        frames[name]["hospital"] = frames[name]["hospital"].map(resh)
+    (tmp_path / "resh.csv").write_text("resh;hospital\n" + "".join(f"{v};{k}\n" for k, v in resh.items()))
+    inverse = {v: k for k, v in resh.items()}
+    p = write_run(tmp_path, frames, sources={"nhfr_operations": {"path": str(tmp_path / "extracts" /
+                                                                               "nhfr_operations.csv"),
+                                                                  "recode": {"hospital": str(tmp_path / "resh.csv")}},
+                                             "npr_episodes": {"path": str(tmp_path / "extracts" / "npr_episodes.csv"),
+                                                              "recode": {"hospital": inverse}}})
+    cohort.build(p, verbose=False)
+    pd.testing.assert_frame_equal(cohort.load(p), cohort.load(params))
+    rep = cohort.load_companion(p, "validation_report")
+    rec = rep[rep["problem"].str.contains("recode")].set_index("source")["count"]
+    assert rec["nhfr_operations"] == frames["nhfr_operations"]["hospital"].notna().sum()
+    assert rec["npr_episodes"] == frames["npr_episodes"]["hospital"].notna().sum()
+    # without the map the RESH ids are another coding: a fatal error that points to `recode`
+    from hipfrac.validate import ValidationError
+
+    raw = write_run(tmp_path / "raw", frames)
+    with pytest.raises(ValidationError, match="hospital.*code list.*recode"):
+        cohort.build(raw, verbose=False)
+
+
+def test_recode_errors_are_clear(tmp_path):
+    from hipfrac import ingest
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a;b;c\n1;2;3\n")
+    with pytest.raises(ingest.IngestError, match="two columns"):
+        ingest.recode_map(str(bad))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("from,to\n1,A\n1,B\n")
+    with pytest.raises(ingest.IngestError, match="more than once"):
+        ingest.recode_map(str(twice))
+    with pytest.raises(ingest.IngestError, match="not found"):
+        ingest.recode_map(str(tmp_path / "missing.csv"))
+    p = write_run(tmp_path / "r", base_frames(), sources={"death_registry": {
+        "path": str(tmp_path / "r" / "extracts" / "death_registry.csv"), "recode": {"hospital": {"1": "A"}}}})
+    with pytest.raises(ingest.IngestError, match="recode names column 'hospital'"):
+        cohort.build(p, verbose=False)

@@ -174,6 +174,12 @@ def fingerprint(params) -> dict:
         st = p.stat() if p.exists() else None
         files[name] = {"path": str(p), "size": st.st_size if st else None,
                        "mtime_ns": st.st_mtime_ns if st else None}
+        for col, m in sf.recode.items():          # recode map files: a changed map rebuilds the cohort
+            if isinstance(m, str):
+                mp = Path(m)
+                mst = mp.stat() if mp.exists() else None
+                files[f"{name}.recode.{col}"] = {"path": str(mp), "size": mst.st_size if mst else None,
+                                                 "mtime_ns": mst.st_mtime_ns if mst else None}
     return {"cohort": json.loads(params.cohort.model_dump_json()),
             "sources": json.loads(params.sources.model_dump_json()),
             "synth_format": params.synth.format, "files": files, "code": h.hexdigest()[:16]}
@@ -340,6 +346,10 @@ class _Builder:
             sf = self.p.source_file(name)
             ext = ingest.register(con, sf, name)
             self.extracts[name] = ext
+            for col, k in ext.recoded.items():
+                self.report.add(Problem("values recoded by the params' recode map", name, str(ext.path), col,
+                                        "warning", k, [], "keep",
+                                        f"{len(ingest.recode_map(sf.recode[col]))} delivered values mapped"))
             types = {c.name: c.dtype for c in spec.columns}
             typed = f"t_{name}"
             v = Validator(con, self.report, name, ext.path, ext.table, typed)

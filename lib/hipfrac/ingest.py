@@ -3,7 +3,8 @@
 Each source of `params.sources` names a file and its format (`params.source_file(name)`):
 CSV (any delimiter, UTF-8 or Latin-1, decimal comma), parquet, SAS (.sas7bdat), Stata (.dta) or SPSS
 (.sav). Columns are renamed onto the contract (`rename`: delivered name -> contract name), then all
-names are stripped and lower-cased.
+names are stripped and lower-cased; `recode` maps delivered values onto the contract's codes (e.g. RESH
+ids onto hospital codes) before validation.
 
 Reading is two-staged so that validation can see what was delivered:
 1. `register(con, sf, name)` loads the file as delivered into the DuckDB table `raw_<name>`; CSV columns
@@ -56,6 +57,7 @@ class Extract:
     decimal: str = "."
     date_format: str | None = None
     row_expr: str = "(rowid + 1)::BIGINT"  # the 1-based data row number of a row of `table`
+    recoded: dict[str, int] = field(default_factory=dict)  # column -> values changed by the recode map
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
@@ -153,9 +155,55 @@ def register(con: duckdb.DuckDBPyConnection, sf, name: str) -> Extract:
     for d, n in zip(delivered, names):
         if d != n:
             con.execute(f"ALTER TABLE {table} RENAME COLUMN {_quote(f'__tmp_{n}')} TO {_quote(n)}")
+    recoded = {c: _recode(con, table, c, m, names, path) for c, m in getattr(sf, "recode", {}).items()}
     n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return Extract(name=name, path=path, format=fmt, table=table, n_rows=int(n), columns=names,
-                   decimal=sf.decimal, date_format=sf.date_format, row_expr=f"({order} + 1)::BIGINT")
+                   decimal=sf.decimal, date_format=sf.date_format, row_expr=f"({order} + 1)::BIGINT",
+                   recoded=recoded)
+
+
+def recode_map(mapping: dict[str, str] | str) -> dict[str, str]:
+    """A recode map: the dict itself, or read from a two-column CSV (delivered, contract; header line;
+    ";" or "," separated). Raises IngestError on a missing file, a wrong shape or a value mapped twice."""
+    if isinstance(mapping, dict):
+        return {str(k).strip(): str(v).strip() for k, v in mapping.items()}
+    path = Path(mapping)
+    if not path.exists():
+        raise IngestError(f"recode map file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.splitlines()[0] if text else ""
+    sep = ";" if first.count(";") >= first.count(",") and ";" in first else ","
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if df.shape[1] != 2:
+        raise IngestError(f"{path}: a recode map has two columns (delivered value, contract value), "
+                          f"found {df.shape[1]}: {list(df.columns)}")
+    src = df.iloc[:, 0].str.strip()
+    twice = sorted(set(src[src.duplicated()]))
+    if twice:
+        raise IngestError(f"{path}: delivered value(s) mapped more than once: {twice[:5]}")
+    return dict(zip(src, df.iloc[:, 1].str.strip()))
+
+
+def _recode(con, table: str, column: str, mapping, names: list[str], path: Path) -> int:
+    """Replace delivered values of `column` by the map's contract values (in place: row order and
+    `_row` numbers are kept); returns how many values changed."""
+    col = column.strip().lower()
+    if col not in names:
+        raise IngestError(f"{path}: recode names column {column!r}, which the file does not have after "
+                          f"renaming (columns: {', '.join(names)})")
+    pairs = recode_map(mapping)
+    q = _quote(col)
+    raw_type = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())[col]
+    if not str(raw_type).upper().startswith("VARCHAR"):   # parquet / SAS numbers: map their text
+        con.execute(f"ALTER TABLE {table} ALTER {q} SET DATA TYPE VARCHAR")
+    con.register("_recode_df", pd.DataFrame({"src": list(pairs), "dst": list(pairs.values())}, dtype=str))
+    try:
+        n = con.execute(f"SELECT count(*) FROM {table} t JOIN _recode_df m ON trim(t.{q}) = m.src "
+                        f"WHERE trim(t.{q}) IS DISTINCT FROM m.dst").fetchone()[0]
+        con.execute(f"UPDATE {table} SET {q} = m.dst FROM _recode_df m WHERE trim({table}.{q}) = m.src")
+    finally:
+        con.unregister("_recode_df")
+    return int(n)
 
 
 def typed_expr(col: str, typ: str, raw_type: str = "VARCHAR", decimal: str = ".",

@@ -348,7 +348,8 @@ def markdown() -> str:
         "schema.write_docs()\"`. Do not edit by hand; tests/test_schema.py checks it is up to date. -->",
         "",
         "Every extract, synthetic or real, must meet this contract (after renaming columns with "
-        "`sources.<name>.rename` in the params file). Files are semicolon-separated UTF-8 CSV (or parquet); "
+        "`sources.<name>.rename` and recoding values, e.g. RESH ids to hospital codes, with "
+        "`sources.<name>.recode` in the params file). Files are semicolon-separated UTF-8 CSV (or parquet); "
         "a missing value is an empty field. Dates are `YYYY-MM-DD`, date-times `YYYY-MM-DD HH:MM`. "
         "ICD-10 codes are written without the dot (S72.0 -> `S720`); lists of codes are space-separated. "
         "Check a delivery with `hipfrac.schema.check(df, name)`.",

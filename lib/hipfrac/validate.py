@@ -205,7 +205,7 @@ class Validator:
             if n / max(n_val, 1) > fatal_above:
                 severity = "fatal"
                 detail = (detail + "; " if detail else "") + \
-                    f"{n / max(n_val, 1):.0%} of the values: another coding than the contract's?"
+                    f"{n / max(n_val, 1):.0%} of the values: another coding than the contract's? (map the values with `recode` in the params sources section)"
         if severity == "fatal":
             action = "stop"
         p = self.report.add(Problem(problem, self.source, self.file, column, severity, n, ex, action, detail))

@@ -96,7 +96,8 @@ class Params(Section):
             path = resolve_path(sf.path)
         else:
             path = self.synth_dir / f"{name}.{self.synth.format}"
-        return sf.model_copy(update={"path": str(path)})
+        recode = {c: (str(resolve_path(m)) if isinstance(m, str) else m) for c, m in sf.recode.items()}
+        return sf.model_copy(update={"path": str(path), "recode": recode})
 
     @property
     def work_dir(self) -> Path:

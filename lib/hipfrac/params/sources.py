@@ -26,6 +26,11 @@ class SourceFile(Section):
     format: csv, parquet, sas (.sas7bdat), stata (.dta), spss (.sav); `auto` guesses from the suffix.
     delimiter/encoding/decimal: CSV reading options (decimal comma allowed).
     rename: delivered column name -> contract column name.
+    recode: contract column -> value map, delivered value -> contract value, applied after renaming
+      and before validation; e.g. {hospital: {"974633574": "ULLEVAL"}} maps NPR's RESH ids onto the
+      contract's hospital codes. A map may also be the path of a CSV file with two columns (delivered,
+      contract; header line; ";" or "," separated). Values not in the map are kept (and validated as
+      delivered); how many values each map changed is in the validation report.
     """
 
     path: str = ""
@@ -35,6 +40,7 @@ class SourceFile(Section):
     decimal: Literal[".", ","] = "."
     date_format: str | None = None
     rename: dict[str, str] = Field(default_factory=dict)
+    recode: dict[str, dict[str, str] | str] = Field(default_factory=dict)
 
 
 class SourcesParams(Section):
