@@ -139,6 +139,29 @@ def test_case_mix_expected_sums_to_observed():
     assert coefs.set_index("term").loc["age", "estimate"] == pytest.approx(0.05, abs=0.02)
 
 
+def test_case_mix_records_non_convergence_instead_of_warning():
+    """Separation (every ASA 4-5 patient operated within 48 h) makes the ML fit diverge: recorded as
+    converged = False, no warning in the notebook; a well-posed fit is converged."""
+    import warnings
+
+    rng = np.random.default_rng(4)
+    n = 300
+    d = pd.DataFrame({"hospital": rng.choice(list("AB"), n), "age": rng.uniform(60, 95, n), "op_id": "x",
+                      "male": rng.integers(0, 2, n), "asa_group": rng.choice(["1-2", "3", "4-5"], n)})
+    y = rng.binomial(1, 0.7, n)
+    y[d["asa_group"].to_numpy() == "4-5"] = 1
+    d["surgery_48h"] = pd.array(y, dtype="Int64")
+    cat = load_catalogue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        oe, coefs = ind_mod.case_mix(d, cat["surgery_48h"], "hospital", adjustment=["age", "male", "asa_group"])
+    assert not coefs["converged"].any()
+    assert oe["expected"].sum() == pytest.approx(oe["observed"].sum(), rel=1e-3)
+    d["surgery_48h"] = pd.array(rng.binomial(1, 0.7, n), dtype="Int64")
+    _, ok = ind_mod.case_mix(d, cat["surgery_48h"], "hospital", adjustment=["age", "male", "asa_group"])
+    assert ok["converged"].all()
+
+
 def test_restrict_counts_dropped():
     rows, dropped = ind_mod.restrict(_cohort(), period=(2015, 2015), min_age=70)
     assert dropped["n"].tolist() == [6, 2]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -299,27 +300,22 @@ def case_mix(cohort: pd.DataFrame, ind: Indicator, unit: str = "hospital",
     proportion (O/E x national proportion).
 
     Missing categorical factors are a level "missing" (numeric: the median); factors constant among
-    the eligible patients are left out. Returns (per-unit frame, model coefficients frame).
+    the eligible patients are left out. Returns (per-unit frame, model coefficients frame with
+    `converged`: False when the fit did not converge, typically separation in small data).
     The per-unit frame: indicator, unit_level, unit, n, observed, expected, oe, oe_lower, oe_upper,
     crude, std_prop, lower, upper, var_expected (sum of p(1-p), the variance of O under the model).
     """
-    import statsmodels.api as sm
-
     d, _ = eligible(cohort, ind)
     x, cov = _adjust_frame(d, adjustment)
     X = variation.design_matrix(x, cov)
     if d["y"].nunique() < 2:
         p = np.full(len(d), float(d["y"].mean()))
-        coefs = pd.DataFrame(columns=["indicator", "term", "estimate", "se"])
+        coefs = pd.DataFrame(columns=["indicator", "term", "estimate", "se", "converged"])
     else:
-        model = sm.Logit(d["y"].to_numpy(float), X.to_numpy(float))
-        try:
-            fit = model.fit(disp=0, method="newton", maxiter=100)
-        except np.linalg.LinAlgError:
-            fit = model.fit(disp=0, method="bfgs", maxiter=1000)
+        fit, converged = _logit(d["y"].to_numpy(float), X.to_numpy(float))
         p = fit.predict(X.to_numpy(float))
         coefs = pd.DataFrame({"indicator": ind.id, "term": X.columns, "estimate": fit.params,
-                              "se": fit.bse})
+                              "se": fit.bse, "converged": converged})
     dd = pd.DataFrame({"unit": d[unit].astype(str).to_numpy(), "y": d["y"].to_numpy(), "p": p})
     oe = variation.observed_expected(dd, "unit", "y", "p", level=level)
     oe["var_expected"] = (dd.assign(v=p * (1 - p)).groupby("unit", sort=True)["v"].sum()
@@ -469,15 +465,31 @@ def random_effects(cohort: pd.DataFrame, ind: Indicator, unit: str, adjustment: 
     return null, adj
 
 
-def _logit_fit(y: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Maximum-likelihood logistic regression coefficients (statsmodels Logit, Newton)."""
+def _logit(y: np.ndarray, X: np.ndarray):
+    """Maximum-likelihood logistic regression (statsmodels Logit: Newton, BFGS if the Hessian is singular)
+    and whether it converged. Small units or rare categories can separate the outcome: the fit then does not
+    converge (coefficients drift towards +-infinity while the predicted probabilities stay usable); that is
+    returned as converged = False instead of warnings in the middle of a notebook."""
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
     model = sm.Logit(y, X)
-    try:
-        return np.asarray(model.fit(disp=0, method="newton", maxiter=100).params)
-    except np.linalg.LinAlgError:
-        return np.asarray(model.fit(disp=0, method="bfgs", maxiter=1000).params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.simplefilter("always", HessianInversionWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            fit = model.fit(disp=0, method="newton", maxiter=100)
+        except np.linalg.LinAlgError:
+            fit = model.fit(disp=0, method="bfgs", maxiter=1000)
+    converged = bool(fit.mle_retvals.get("converged", True)) and not any(
+        issubclass(w.category, (ConvergenceWarning, HessianInversionWarning)) for w in caught)
+    return fit, converged
+
+
+def _logit_fit(y: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood logistic regression coefficients (see _logit)."""
+    return np.asarray(_logit(y, X)[0].params)
 
 
 def area_variation(cohort: pd.DataFrame, ind: Indicator, area: str = "referral_area",

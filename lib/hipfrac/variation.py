@@ -737,7 +737,8 @@ def random_intercept_logit(
     params["p"] = 2 * stats.norm.sf(np.abs(params["z"]))
     params["lower"] = params["estimate"] - zq * params["se"]
     params["upper"] = params["estimate"] + zq * params["se"]
-    params["or_"] = np.exp(params["estimate"])
+    with np.errstate(over="ignore"):   # a diverging (separated) coefficient has odds ratio inf
+        params["or_"] = np.exp(params["estimate"])
 
     sigma = float(np.exp(tau)) if not at_boundary else 0.0
     # CI of sigma
@@ -761,9 +762,10 @@ def random_intercept_logit(
                        "effect": b, "se": csd})
     ue["lower"] = ue["effect"] - zq * ue["se"]
     ue["upper"] = ue["effect"] + zq * ue["se"]
-    ue["odds_ratio"] = np.exp(ue["effect"])
-    ue["or_lower"] = np.exp(ue["lower"])
-    ue["or_upper"] = np.exp(ue["upper"])
+    with np.errstate(over="ignore"):
+        ue["odds_ratio"] = np.exp(ue["effect"])
+        ue["or_lower"] = np.exp(ue["lower"])
+        ue["or_upper"] = np.exp(ue["upper"])
     ue["rank"] = ue["effect"].rank(method="first").astype(int)
     ue["outside"] = np.where(ue["lower"] > 0, "high", np.where(ue["upper"] < 0, "low", ""))
     return RandomInterceptFit(
