@@ -576,10 +576,12 @@ class ExcessHazardFitter:
         self.df_resid_ = int(len(obs) - len(beta))
         self.log_likelihood_ = float(np.sum(obs * np.log(mu) - mu - [math.lgamma(o + 1) for o in obs]))
         z = beta / se
+        with np.errstate(over="ignore"):   # boundary terms (see below): an upper limit of inf is right
+            exp_coef, lower, upper = np.exp(beta), np.exp(beta - Z95 * se), np.exp(beta + Z95 * se)
         self.summary = pd.DataFrame({
             "term": self.terms_, "coef": beta, "se": se, "z": z,
             "p": 2 * stats.norm.sf(np.abs(z)),
-            "exp_coef": np.exp(beta), "lower": np.exp(beta - Z95 * se), "upper": np.exp(beta + Z95 * se),
+            "exp_coef": exp_coef, "lower": lower, "upper": upper,
             # |coef| > 15: the excess in that group is at the boundary (no detectable excess: d <= d*), the
             # estimate is not identified and should be read as "excess about 0"
             "boundary": np.abs(beta) > 15,
