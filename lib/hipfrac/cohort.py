@@ -346,10 +346,9 @@ class _Builder:
             sf = self.p.source_file(name)
             ext = ingest.register(con, sf, name)
             self.extracts[name] = ext
-            for col, k in ext.recoded.items():
+            for col, (k, size) in ext.recoded.items():
                 self.report.add(Problem("values recoded by the params' recode map", name, str(ext.path), col,
-                                        "warning", k, [], "keep",
-                                        f"{len(ingest.recode_map(sf.recode[col]))} delivered values mapped"))
+                                        "warning", k, [], "keep", f"{size} delivered values mapped"))
             types = {c.name: c.dtype for c in spec.columns}
             typed = f"t_{name}"
             v = Validator(con, self.report, name, ext.path, ext.table, typed)
@@ -823,16 +822,17 @@ class _Builder:
             con.execute(f"DELETE FROM cur WHERE coalesce({cond}, false)")
         muni = geography.municipalities()[["municipality", "referral_area", "region"]]
         self.con.register("geo_inc_df", muni)
-        df = self.sql("""
-            SELECT year(c.fracture_date) AS year, g.referral_area, g.region, c.sex,
-                   CASE WHEN c.age >= 95 THEN '95+'
-                        ELSE CAST(CAST(floor(c.age / 5) * 5 AS INTEGER) AS VARCHAR) || '-' ||
-                             CAST(CAST(floor(c.age / 5) * 5 + 4 AS INTEGER) AS VARCHAR) END AS age_band5,
-                   count(*) AS events, count(*) FILTER (WHERE c.source <> 'npr_only') AS events_registered
-            FROM cur c JOIN geo_inc_df g USING (municipality)
-            GROUP BY ALL ORDER BY ALL""").df()
+        ev = self.sql("""
+            SELECT year(c.fracture_date) AS year, g.referral_area, g.region, c.sex, c.age,
+                   c.source <> 'npr_only' AS registered
+            FROM cur c JOIN geo_inc_df g USING (municipality)""").df()
         self.con.unregister("geo_inc_df")
         con.execute("DROP TABLE cur")
+        ev["age_band5"] = _age_band5(ev["age"]).astype(object)   # the cohort's own age bands
+        ev["registered"] = ev["registered"].astype("int64")
+        keys = ["year", "referral_area", "region", "sex", "age_band5"]
+        df = ev.groupby(keys, sort=True).agg(events=("registered", "size"),
+                                             events_registered=("registered", "sum")).reset_index()
         return df.astype({"year": "int64", "events": "int64", "events_registered": "int64"}).reset_index(drop=True)
 
     # -------------------------------------------------------------------------------------------

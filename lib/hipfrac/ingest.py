@@ -57,7 +57,7 @@ class Extract:
     decimal: str = "."
     date_format: str | None = None
     row_expr: str = "(rowid + 1)::BIGINT"  # the 1-based data row number of a row of `table`
-    recoded: dict[str, int] = field(default_factory=dict)  # column -> values changed by the recode map
+    recoded: dict[str, tuple[int, int]] = field(default_factory=dict)  # column -> (values changed, map size)
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
@@ -184,9 +184,9 @@ def recode_map(mapping: dict[str, str] | str) -> dict[str, str]:
     return dict(zip(src, df.iloc[:, 1].str.strip()))
 
 
-def _recode(con, table: str, column: str, mapping, names: list[str], path: Path) -> int:
+def _recode(con, table: str, column: str, mapping, names: list[str], path: Path) -> tuple[int, int]:
     """Replace delivered values of `column` by the map's contract values (in place: row order and
-    `_row` numbers are kept); returns how many values changed."""
+    `_row` numbers are kept); returns (how many values changed, how many values the map holds)."""
     col = column.strip().lower()
     if col not in names:
         raise IngestError(f"{path}: recode names column {column!r}, which the file does not have after "
@@ -203,7 +203,7 @@ def _recode(con, table: str, column: str, mapping, names: list[str], path: Path)
         con.execute(f"UPDATE {table} SET {q} = m.dst FROM _recode_df m WHERE trim({table}.{q}) = m.src")
     finally:
         con.unregister("_recode_df")
-    return int(n)
+    return int(n), len(pairs)
 
 
 def typed_expr(col: str, typ: str, raw_type: str = "VARCHAR", decimal: str = ".",
