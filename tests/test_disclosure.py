@@ -1,4 +1,6 @@
-"""Disclosure control: primary, complementary and derived suppression; person-level refusal; strict mode."""
+"""Disclosure control: primary, complementary and derived suppression
+person-level refusal
+strict mode."""
 
 import numpy as np
 import pandas as pd
@@ -45,9 +47,10 @@ def test_total_row_is_complement_when_nothing_else_is_left():
     res = suppress(df, 5, counts=["n"])
     # a (3) primary; the total (3) is small too -> both primary, nothing recoverable
     assert list(_withheld(res, "n")) == [True, False, True]
-    df = pd.DataFrame({"g": ["a", "b", "Total"], "n": [3, 0, 7]})
+    df = pd.DataFrame({"g": ["a", "b", "Total"], "n": [3, 7, 10]})
     res = suppress(df, 5, counts=["n"])
-    assert list(_withheld(res, "n")) == [True, False, True]  # only the total can hide a
+    # a total row is a margin other outputs publish too: the part b goes, not the total
+    assert list(_withheld(res, "n")) == [True, True, False]
 
 
 def test_row_totals_complement_within_a_row():
@@ -164,7 +167,8 @@ def test_attributes_of_a_dimension_are_not_dimensions():
 
 
 def test_on_the_tiny_cohort(tiny_cohort, tiny_params, tmp_path):
-    """The real cohort is refused (with and without its id columns); an indicator table by hospital
+    """The real cohort is refused (with and without its id columns)
+    an indicator table by hospital
     from it is exported with its small cells withheld and nothing small left in any count column."""
     from hipfrac.export import Exporter
 
@@ -201,68 +205,109 @@ def _cross(values):
     return pd.DataFrame(rows, columns=["row", "col", "n"])
 
 
-def test_audit_finds_a_bridge_that_the_group_rule_misses():
-    # Every row and column holding a withheld cell holds two or more, yet r1/c1 (value 1) links two
-    # separate blocks of withheld cells (a bridge): row r1's total minus its block gives it exactly.
-    df = _cross([[6, 10, 20, 20, 40, 40], [40, 1, 8, 8, 1, 1], [20, 40, 20, 6, 20, 6], [20, 6, 20, 40, 40, 40]])
+def _attack_cross(vals, withheld, min_cell=5):
+    """An attacker of a cross table who knows every row total, column total and the grand total and the
+    published cells (independent of the engine: numpy rank tests and scipy LP bounds). Returns the
+    withheld cells that are determined exactly, and the small withheld cells bounded to an interval
+    narrower than min_cell."""
+    from scipy.optimize import linprog
+
+    vals = np.asarray(vals, float)
+    r, c = vals.shape
+    rows = []
+    for i in range(r):
+        m = np.zeros((r, c))
+        m[i, :] = 1
+        rows.append(m.ravel())
+    for j in range(c):
+        m = np.zeros((r, c))
+        m[:, j] = 1
+        rows.append(m.ravel())
+    rows.append(np.ones(r * c))
+    for k in np.flatnonzero(~withheld.ravel()):
+        e = np.zeros(r * c)
+        e[k] = 1
+        rows.append(e)
+    A = np.vstack(rows)
+    b = A @ vals.ravel()
+    rank = np.linalg.matrix_rank(A)
+    exact, narrow = [], []
+    for k in np.flatnonzero(withheld.ravel()):
+        e = np.zeros(r * c)
+        e[k] = 1
+        if np.linalg.matrix_rank(np.vstack([A, e])) == rank:
+            exact.append(divmod(k, c))
+        elif 1 <= vals.ravel()[k] < min_cell:
+            lo = linprog(e, A_eq=A, b_eq=b, bounds=(0, None)).fun
+            hi = -linprog(-e, A_eq=A, b_eq=b, bounds=(0, None)).fun
+            if np.floor(hi + 1e-6) - np.ceil(lo - 1e-6) < min_cell:
+                narrow.append(divmod(k, c))
+    return exact, narrow
+
+
+def test_a_bridge_between_blocks_is_closed():
+    # Every row and column holding a withheld cell holds two or more, yet r1/c1 (value 1) would link two
+    # separate blocks of withheld cells (a bridge): row r1's total minus its block gives it exactly. The
+    # attacker finds it in that pattern, and nothing in what suppress() publishes.
+    vals = [[6, 10, 20, 20, 40, 40], [40, 1, 8, 8, 1, 1], [20, 40, 20, 6, 20, 6], [20, 6, 20, 40, 40, 40]]
     mask = np.zeros((4, 6), bool)
     for i, j in [(0, 0), (0, 1), (1, 1), (1, 4), (1, 5), (2, 4), (2, 5), (3, 0), (3, 1)]:
         mask[i, j] = True
-    sup = pd.DataFrame({"n": mask.ravel()})
-    groups = disclosure.column_groups(df, ["n"])
-    for g in groups:
-        assert sup["n"].to_numpy()[g].sum() != 1  # the simple rule is satisfied ...
-    assert disclosure.audit(sup, ["n"], groups) == [(7, "n")]  # ... but r1/c1 is exposed
-    # suppress() on this table ends with nothing exposed
-    res = suppress(df, 5, counts=["n"])
-    assert disclosure.audit(pd.DataFrame({"n": res.frame["n"].isna().to_numpy()}), ["n"], groups) == []
+    exact, _ = _attack_cross(vals, mask)
+    assert (1, 1) in exact
+    res = suppress(_cross(vals), 5, counts=["n"])
+    assert _attack_cross(vals, res.frame["n"].isna().to_numpy().reshape(4, 6)) == ([], [])
 
 
 def test_no_withheld_cell_recoverable_in_random_cross_tables():
-    for seed in range(60):
+    for seed in range(40):
         rng = np.random.default_rng(seed)
         r, c = rng.integers(3, 7), rng.integers(3, 7)
         vals = rng.choice([0, 1, 2, 3, 6, 8, 10, 20, 40], size=(r, c),
                           p=[.04, .08, .08, .08, .14, .14, .14, .15, .15])
-        df = _cross(vals.tolist())
-        res = suppress(df, 5, counts=["n"])
-        withheld = res.frame["n"].isna().to_numpy()
-        assert withheld[((df["n"] >= 1) & (df["n"] < 5)).to_numpy()].all(), seed
-        groups = disclosure.column_groups(df, ["n"])
-        assert disclosure.audit(pd.DataFrame({"n": withheld}), ["n"], groups) == [], seed
-        for g in groups:
-            assert withheld[g].sum() != 1, seed
+        res = suppress(_cross(vals.tolist()), 5, counts=["n"])
+        withheld = res.frame["n"].isna().to_numpy().reshape(r, c)
+        assert withheld[(vals >= 1) & (vals < 5)].all(), seed
+        exact, narrow = _attack_cross(vals, withheld)
+        # a cell can only stay determined when nothing was left to withhold (reported as exposed)
+        assert (exact, narrow) == ([], []) or res.exposed, seed
+        assert not exact and not narrow, (seed, exact, narrow, res.exposed)
 
 
-def test_zero_is_the_complement_of_last_resort():
-    # [3, 0]: the group total (published elsewhere) minus the visible 0 would give 3; withholding
-    # the zero leaves two unknowns
+def test_zero_is_kept_when_the_total_is_small_too():
+    # [3, 0]: the total is 3, a small count itself: whatever publishes it withholds it, so the zero
+    # reveals nothing and stays
     res = suppress(pd.DataFrame({"g": ["a", "b"], "n": [3, 0]}), 5, counts=["n"])
-    assert res.frame["n"].isna().all() and res.exposed == []
+    assert list(res.frame["n"].isna()) == [True, False] and res.exposed == []
+    # [3, 0, 8]: the total 11 may be published elsewhere; 11 - 8 - 0 = 3: the 8 goes (never a zero when
+    # a positive cell is left), leaving 3 + 8 = 11 unresolved
+    res = suppress(pd.DataFrame({"g": ["a", "b", "c"], "n": [3, 0, 8]}), 5, counts=["n"])
+    assert list(res.frame["n"].isna()) == [True, False, True]
     # a one-row table: its only cell is withheld, nothing else to protect
     res = suppress(pd.DataFrame({"g": ["a"], "n": [3]}), 5, counts=["n"])
     assert res.frame["n"].isna().all() and res.exposed == []
 
 
 def test_exporter_refuses_an_exposed_cell_in_a_real_data_run(monkeypatch, tmp_path):
+    from hipfrac import protection, results
     from hipfrac.export import Exporter
     from hipfrac.params import load
 
-    real = disclosure.suppress
+    real = protection.protect
 
     def leaky(*a, **k):
         res = real(*a, **k)
-        res.exposed = [(0, "n")]
+        res.exposed = ["patients[g=a]: determined by cells that cannot be withheld here"]
         return res
 
-    monkeypatch.setattr(disclosure, "suppress", leaky)
-    df = pd.DataFrame({"g": ["a", "b"], "n": [30, 40]})
+    monkeypatch.setattr(protection, "protect", leaky)
+    df = results.annotate(pd.DataFrame({"g": ["a", "b"], "n": [30, 40]}), counts=["n"], dims=["g"])
     out = Exporter(load("params/smoke.yaml", real_data=True), "99_x", output_dir=tmp_path)
-    with pytest.raises(DisclosureError, match=r"table 't'.*\(0, 'n'\)"):
+    with pytest.raises(DisclosureError, match=r"table 't'.*could not be protected.*g=a"):
         out.table(df, "t")
     out = Exporter(load("params/smoke.yaml"), "99_x", output_dir=tmp_path / "b")
-    with pytest.warns(UserWarning, match="can still be derived"):
-        out.table(df, "t")
+    out.table(df, "t")
+    assert any("could not be protected" in w for w in out.warnings)
 
 
 def test_expected_numbers_are_not_small_counts():

@@ -86,7 +86,7 @@ def test_every_format_written_and_byte_identical_on_rerun(exported, tmp_path):
     _export_all(b)
     ha, hb = _hashes(a), _hashes(b)
     expected = {"99_demo.xlsx", "outputs.json", "summary.md", "figures/funnel.png", "figures/funnel.pdf",
-                "figures/funnel.data.csv"} | {f"tables/{t}.{x}" for t in ("funnel", "cox")
+                "figures/funnel.data.csv", "figures/funnel.data.meta.json"} | {f"tables/{t}.{x}" for t in ("funnel", "cox")
                                              for x in ("csv", "meta.json", "md", "tex")}
     assert set(ha) == expected
     differ = sorted(k for k in ha if ha[k] != hb[k])

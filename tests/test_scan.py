@@ -76,6 +76,11 @@ def test_id_patterns_agree_with_the_data_contract():
     ("nb_source_fnr", "pseudonymous id (national identity number)"),
     ("nb_html_small", "small count"),
     ("json_birth", "exact date of birth or death"),
+    # by shape (issue 13): names the rules do not know, prose, printed crosstabs, hashed ids
+    ("csv_norwegian_small", "small count"),
+    ("md_prose_small", "small count in text"),
+    ("nb_plain_crosstab", "small count"),
+    ("csv_hashed_ids", "id-like column"),
 ])
 def test_planted_leak_is_found(clean_run, tmp_path, leak, kind, capsys):
     run = _plant(clean_run, tmp_path)
@@ -117,11 +122,23 @@ def test_planted_leak_is_found(clean_run, tmp_path, leak, kind, capsys):
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
         elif leak == "nb_source_fnr":
             cell = nbformat.v4.new_code_cell("x = cohort.query('fnr == \"01019912345\"')")
+        elif leak == "nb_plain_crosstab":
+            ct = pd.DataFrame({2014: [40, 22], 2015: [51, 3]}, index=pd.Index(["Ahus", "Kirkenes"], name="sykehus"))
+            cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": repr(ct)}, execution_count=2)]
         elif leak == "nb_html_small":
             html = pd.DataFrame({"hospital": ["A", "B"], "n": [200, 3]}).to_html()
             cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html})]
         nb.cells.append(cell)
         nbformat.write(nb, path)
+    elif leak == "csv_norwegian_small":
+        pd.DataFrame({"sykehus": ["Ahus", "Lofoten"], "antall": [50, 3]}).to_csv(d / "tables" / "x.csv", index=False)
+    elif leak == "md_prose_small":
+        (d / "note.md").write_text("At Kirkenes, 3 patients died within 30 days.\n")
+    elif leak == "csv_hashed_ids":
+        import hashlib
+
+        ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(12)]
+        people.assign(person_id=ids).rename(columns={"person_id": "key"}).to_csv(d / "tables" / "x.csv", index=False)
     elif leak == "json_birth":
         (d / "debug.json").write_text('{"oldest": {"birth_date": "1915-02-03"}}\n')
     findings = scan.scan_run(run)

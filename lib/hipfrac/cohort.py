@@ -219,7 +219,10 @@ def load(params) -> pd.DataFrame:
     for col, spec in dictionary().items():
         if spec["type"] == "date" and col in df.columns:
             df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
-    return df
+    from hipfrac import results
+
+    # one row per patient's index fracture: the root population of every count (hipfrac.results)
+    return results.with_population(df, [], "patients")
 
 
 def load_companion(params, name: str) -> pd.DataFrame:

@@ -154,18 +154,6 @@ def total_rows(df: pd.DataFrame) -> list[int]:
     return sorted(int(p) for p in pos)
 
 
-def _auto_row_totals(vals: pd.DataFrame) -> dict[str, list[str]]:
-    """A count column equal to the sum of all other count columns in every row (no missing)."""
-    cols = list(vals.columns)
-    if len(cols) < 3 or vals.isna().any().any() or len(vals) == 0:
-        return {}
-    for t in cols:
-        parts = [c for c in cols if c != t]
-        if np.allclose(vals[parts].sum(axis=1).to_numpy(), vals[t].to_numpy()):
-            return {t: parts}
-    return {}
-
-
 def _row_label(df: pd.DataFrame, pos: int) -> str:
     """Human description of a row for error messages: its text columns, else its position."""
     row = df.iloc[pos]
@@ -202,254 +190,71 @@ def dimension_columns(df: pd.DataFrame, counts) -> list[str]:
     return [c for c in cands if c in dims]
 
 
-def _partition(df: pd.DataFrame, cols: list[str]) -> list[np.ndarray]:
-    if not cols:
-        return [np.arange(len(df))]
-    keys = df[cols].astype(str).reset_index(drop=True)
-    return [np.asarray(v) for v in keys.groupby(cols, sort=False).indices.values()]
-
-
-def column_groups(df: pd.DataFrame, counts, by=None, exclude=()) -> list[np.ndarray]:
-    """Sets of rows whose counts add up to a (published or derivable) total, per count column.
-
-    Always: the whole table, plus every line of the table along each dimension column (rows equal
-    in all other dimensions), so that stacked tables (indicator x hospital, year x region x sex) get
-    complements within each of their margins. by: further subtotals published elsewhere, as columns
-    (["region", "year"]: the rows of one region and year) or a list of such lists.
-    exclude: columns that are not dimensions though they look like one (derived labels such as a
-    target level).
-    """
-    groups = {tuple(range(len(df))): np.arange(len(df))}
-    if by:
-        for cols in ([list(by)] if all(isinstance(b, str) for b in by) else [list(b) for b in by]):
-            for g in _partition(df, cols):
-                if len(g) > 1:
-                    groups.setdefault(tuple(g), g)
-    dims = [d for d in dimension_columns(df, counts) if d not in set(exclude)]
-    if len(dims) >= 2:
-        for k in dims:
-            for g in _partition(df, [d for d in dims if d != k]):
-                if len(g) > 1:
-                    groups.setdefault(tuple(g), g)
-    # finest lines first: their complements usually protect the coarser margins too
-    return sorted(groups.values(), key=len)
-
-
 def suppress(df: pd.DataFrame, min_cell: int, counts=None, derived=None, *, by=None,
              row_totals="auto", complementary: bool = True) -> Suppression:
-    """Withhold small counts, their complements and values derived from them.
+    """Withhold small counts, their complements and values derived from them (one table on its own).
 
-    df: a tidy or wide table of aggregates.
+    df: a result with disclosure metadata (hipfrac.results), or a plain tidy/wide table of aggregates.
     min_cell: counts 1..min_cell-1 are withheld (primary suppression).
-    counts: count columns (None: found by name, see `is_count_col`).
-    derived: {count column: [columns computed from it]}; None: every non-count numeric column of a row
-        with a withheld count.
-    by: subtotals published elsewhere, as grouping columns (or a list of such lists), in addition to
-        the whole table and every line along each dimension column (see `column_groups`).
-    row_totals: {total column: [part columns]} adding up within a row, "auto" to detect, or None.
-    complementary: False turns secondary suppression off (only for tables whose totals are not
-        published anywhere; documented in the notebook).
-    Returns a Suppression (frame, withheld cells, mask).
+    counts / derived / row_totals: for a plain frame, its count columns (None: found by name), the
+        columns computed from each count (None: every other number of the row) and counts adding up
+        within a row ({total: [parts]}, "auto" to detect).
+    by: for a plain frame, columns of subtotals published elsewhere (e.g. the region of a hospital):
+        they classify rows too (every coarser margin of the classifying columns is protected anyway).
+    complementary: False withholds only the small counts and their derived values.
+    The engine is hipfrac.protection.protect (see hipfrac.sdc). Returns a Suppression.
     """
+    from hipfrac import protection, results
+
     if min_cell <= 1:
         out = df.copy()
         return Suppression(out, mask=pd.DataFrame(False, index=df.index, columns=df.columns))
-    counts = detect_counts(df) if counts is None else list(counts)
-    missing = [c for c in counts if c not in df.columns]
-    if missing:
-        raise KeyError(f"count column(s) {missing} not in the table (columns: {list(df.columns)})")
-    if derived is not None:
-        bad = {k: [d for d in v if d not in df.columns] for k, v in derived.items()}
-        bad = {k: v for k, v in bad.items() if v or k not in df.columns}
-        if bad:
-            raise KeyError(f"derived columns not in the table: {bad} (columns: {list(df.columns)})")
-    n = len(df)
-    vals = pd.DataFrame({c: _numeric(df[c]).to_numpy() for c in counts}, index=range(n))
-    sup = pd.DataFrame({c: _small(vals[c], min_cell).to_numpy() for c in counts}, index=range(n))
-    primary = [(int(i), c) for c in counts for i in np.flatnonzero(sup[c].to_numpy())]
-    secondary: list[tuple[int, str]] = []
-    exposed: list[tuple[int, str]] = []
+    frame = df if (results.is_result(df) and counts is None and derived is None) else \
+        protection.infer(df, counts, derived, row_totals, universe="table", by=by)
+    if not complementary:
+        return _primary_only(frame, min_cell)
+    prot = protection.protect(frame, min_cell)
+    mask = prot.mask.copy()
+    mask.index = df.index
+    return Suppression(prot.frame.set_axis(df.index), list(prot.primary_at), list(prot.secondary_at), prot.derived,
+                       mask, [e for e in prot.exposed])
 
-    if complementary and counts and sup.to_numpy().any():
-        tot_rows = set(total_rows(df))
-        derived_cols = {d for v in (derived or {}).values() for d in v}
-        groups = column_groups(df, counts, by, exclude=derived_cols)
-        if row_totals == "auto":
-            rt = _auto_row_totals(vals.drop(index=[r for r in tot_rows if r in vals.index]))
-        else:
-            rt = dict(row_totals or {})
-        for _ in range(10 * n * max(1, len(counts)) + 10):
-            _complement_groups(sup, vals, counts, groups, tot_rows, rt, secondary)
-            exposed = audit(sup, counts, groups, tot_rows, rt)
-            if not exposed:
-                break
-            # a withheld cell still follows from the published totals by linear algebra (e.g. a
-            # "bridge" between two blocks): withhold one more cell beside it and check again
-            if not _widen(sup, vals, groups, tot_rows, exposed, secondary):
-                break
 
-    out = df.copy()
-    mask = pd.DataFrame(False, index=range(n), columns=list(df.columns))
-    numeric_other = [c for c in df.columns if c not in counts and pd.api.types.is_numeric_dtype(df[c])
-                     and not pd.api.types.is_bool_dtype(df[c])]
-    for c in counts:
-        m = sup[c].to_numpy()
+def _primary_only(frame: pd.DataFrame, min_cell: int) -> Suppression:
+    """Withhold only the small counts (no complements) and what is derived from them."""
+    from hipfrac import results
+
+    meta = results.Meta(frame)
+    mask = pd.DataFrame(False, index=range(len(frame)), columns=[str(c) for c in frame.columns])
+    prim = []
+    for c in meta.published_counts:
+        m = _small(_numeric(frame[c]).reset_index(drop=True), min_cell).to_numpy()
         mask[c] = m
-        targets = derived.get(c, []) if derived is not None else numeric_other
-        for d in targets:
-            mask[d] = mask[d].to_numpy() | m
-    n_derived = int(mask[[c for c in df.columns if c not in counts]].to_numpy().sum()) if n else 0
-    for c in df.columns:
+        prim += [(int(i), c) for i in np.flatnonzero(m)]
+    n_der = 0
+    for d, srcs in meta.derived.items():
+        if d in meta.counts:
+            continue
+        m = np.zeros(len(frame), dtype=bool)
+        for s in srcs:
+            if s in mask:
+                m |= mask[s].to_numpy()
+        mask[d] = mask[d].to_numpy() | m
+        n_der += int(m.sum())
+    out = frame.reset_index(drop=True).copy()
+    for c in out.columns:
         m = mask[c].to_numpy()
-        if c in counts:
-            v = vals[c]
-            if v.dropna().apply(float.is_integer).all():
-                out[c] = pd.array(np.where(m, np.nan, v.to_numpy()), dtype="Float64").astype("Int64")
+        if c in meta.counts:
+            v = _numeric(out[c]).to_numpy()
+            if np.all(np.isnan(v) | (v == np.floor(v))):
+                out[c] = pd.array(np.where(m, np.nan, v), dtype="Float64").astype("Int64")
                 continue
         if m.any():
-            col = out[c]
-            if pd.api.types.is_integer_dtype(col):
-                col = col.astype("Int64")
-            elif not pd.api.types.is_float_dtype(col):
-                col = col.astype(object)
+            col = out[c] if pd.api.types.is_float_dtype(out[c]) else out[c].astype(object)
             out[c] = col.mask(pd.Series(m, index=out.index))
-    mask.index = df.index
-    return Suppression(out, primary, secondary, n_derived, mask, exposed)
-
-
-def _complement_groups(sup, vals, counts, groups, tot_rows, rt, secondary) -> None:
-    """Greedy rule until stable: no column group or row group holds exactly one withheld cell."""
-    n = len(vals)
-    changed = True
-    while changed:
-        changed = False
-        for c in counts:  # column groups
-            col_sup = sup[c].to_numpy()
-            col_val = vals[c].to_numpy()
-            for g in groups:
-                if col_sup[g].sum() != 1:
-                    continue
-                cand = [i for i in g if not col_sup[i] and i not in tot_rows
-                        and np.isfinite(col_val[i]) and col_val[i] > 0]
-                if not cand:
-                    cand = [i for i in g if not col_sup[i] and i in tot_rows and np.isfinite(col_val[i])]
-                if not cand:  # last resort: a zero (withholding it still leaves two unknowns)
-                    cand = [i for i in g if not col_sup[i] and np.isfinite(col_val[i])]
-                if cand:
-                    pick = min(cand, key=lambda i: (col_val[i], i))
-                    sup.loc[pick, c] = True
-                    col_sup[pick] = True
-                    secondary.append((int(pick), c))
-                    changed = True
-        for t, parts in rt.items():  # row groups
-            cells = [*parts, t]
-            for i in range(n):
-                if sum(bool(sup.at[i, c]) for c in cells) != 1:
-                    continue
-                cand = [c for c in parts if not sup.at[i, c] and np.isfinite(vals.at[i, c]) and vals.at[i, c] > 0]
-                if not cand and not sup.at[i, t] and np.isfinite(vals.at[i, t]):
-                    cand = [t]
-                if cand:
-                    pick = min(cand, key=lambda c: (vals.at[i, c], cells.index(c)))
-                    sup.at[i, pick] = True
-                    secondary.append((i, pick))
-                    changed = True
-
-
-def _equations(sup, counts, groups, tot_rows, rt):
-    """Linear equations linking withheld cells: one per column group and per row of a row total
-    (sum of the parts = the total, known cells moved to the right-hand side)."""
-    cells = [(int(i), c) for c in counts for i in np.flatnonzero(sup[c].to_numpy())]
-    index = {cell: k for k, cell in enumerate(cells)}
-    rows = []
-    for c in counts:
-        col_sup = sup[c].to_numpy()
-        for g in groups:
-            hit = [i for i in g if col_sup[i]]
-            if not hit or len(g) == 1:  # a one-cell group says nothing beyond the cell itself
-                continue
-            has_total = any(i in tot_rows for i in g)
-            rows.append({index[(int(i), c)]: (-1.0 if (has_total and i in tot_rows) else 1.0) for i in hit})
-    for t, parts in rt.items():
-        for i in range(len(sup)):
-            eq = {index[(i, c)]: 1.0 for c in parts if sup.at[i, c]}
-            if sup.at[i, t]:
-                eq[index[(i, t)]] = -1.0
-            if eq:
-                rows.append(eq)
-    return cells, rows
-
-
-def audit(sup: pd.DataFrame, counts, groups, tot_rows=(), row_totals=None) -> list[tuple[int, str]]:
-    """Withheld cells whose value follows exactly from the published cells and totals.
-
-    sup: boolean frame (count columns) of withheld cells; groups: column groups whose sums are known
-    (see `column_groups`); tot_rows: positions of total rows; row_totals: {total: [parts]}.
-    A withheld cell x_k is determined when the unit vector e_k lies in the row space of the system
-    A x = b linking withheld cells (A: one row per group / row total); equivalently when x_k is zero
-    in every null-space vector of A. (Bounds such as x >= 0 can narrow intervals further; the
-    interval a primary cell keeps is at least as wide as its complement's value.)
-    """
-    rt = dict(row_totals or {})
-    # without row totals the count columns are independent systems: audit each on its own
-    blocks = [list(counts)] if rt else [[c] for c in counts]
-    exposed = []
-    for cols in blocks:
-        cells, eqs = _equations(sup, cols, groups, set(tot_rows), rt)
-        if not cells or not eqs:
-            continue
-        a = np.zeros((len(eqs), len(cells)))
-        for r, eq in enumerate(eqs):
-            for k, v in eq.items():
-                a[r, k] = v
-        # e_k is in the row space of A iff k is a pivot column of the reduced row echelon form
-        # and its row has no other non-zero entry
-        r, pivots = _rref(a)
-        exposed += [cells[k] for j, k in enumerate(pivots) if np.count_nonzero(np.abs(r[j]) > 1e-9) == 1]
-    return exposed
-
-
-def _rref(a: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, list[int]]:
-    """Reduced row echelon form (rows, pivot columns) by Gauss-Jordan elimination with partial
-    pivoting; sparse row updates, no BLAS (the systems are small 0/+-1 matrices)."""
-    a = a.astype(float).copy()
-    m, n = a.shape
-    pivots: list[int] = []
-    r = 0
-    for c in range(n):
-        if r == m:
-            break
-        p = r + int(np.argmax(np.abs(a[r:, c])))
-        if abs(a[p, c]) < tol:
-            continue
-        if p != r:
-            a[[r, p]] = a[[p, r]]
-        a[r] /= a[r, c]
-        col = a[:, c].copy()
-        col[r] = 0.0
-        nz = np.flatnonzero(np.abs(col) > tol)
-        if nz.size:
-            sub = a[nz] - col[nz, None] * a[r][None, :]
-            sub[np.abs(sub) < tol] = 0.0
-            a[nz] = sub
-        pivots.append(c)
-        r += 1
-    return a[:r], pivots
-
-
-def _widen(sup, vals, groups, tot_rows, exposed, secondary) -> bool:
-    """Withhold the smallest positive visible cell sharing a column group with an exposed cell."""
-    for i, c in exposed:
-        col_sup = sup[c].to_numpy()
-        col_val = vals[c].to_numpy()
-        near = {j for g in groups if i in g for j in g if not col_sup[j] and np.isfinite(col_val[j])}
-        cand = sorted(near, key=lambda j: (not (col_val[j] > 0 and j not in tot_rows), j in tot_rows,
-                                           col_val[j], j))
-        if cand:
-            sup.loc[cand[0], c] = True
-            secondary.append((int(cand[0]), c))
-            return True
-    return False
+    out.index = frame.index
+    mask.index = frame.index
+    return Suppression(out, prim, [], n_der, mask, [])
 
 
 def small_cells(df: pd.DataFrame, min_cell: int, counts=None) -> list[tuple[int, str, float]]:

@@ -1,40 +1,40 @@
-"""The single way tables and figures leave a notebook: disclosure-checked, provenance-stamped.
+"""The single way tables, figures and texts leave a notebook: disclosure-checked, provenance-stamped.
 
 INTERFACE (stable; notebooks and modules rely on it):
 
     from hipfrac.export import Exporter
     out = Exporter(params, notebook="01_treatment_variation", output_dir=output_dir)
-    safe = out.suppress(df, counts=["n", "events"], derived={"events": ["prop", "lower", "upper"]})
-    out.table(df, "indicator_overview", title="...", counts=[...], derived={...})  # suppresses itself
-    out.figure(fig, "funnel_surgery_48h", title="...", data=safe_frame_behind_the_figure)
+    out.table(result, "indicator_overview", title="...")         # protects it, writes every format
+    out.figure("funnel_surgery_48h", vfig.funnel_figure, result, title="...", target=0.8)
+    out.show(result)                                             # a protected table inline in the notebook
     out.text("summary", markdown_text)
-    out.finish()   # writes the workbook and the notebook's manifest piece; call at the end
+    out.finish()                                                 # workbook, manifest piece, audit cells
 
-counts: count columns whose values 1..min_cell-1 are suppressed (None: detected by name).
-derived: count column -> columns computed from it (suppressed with it; None: every other numeric
-    column of an affected row).
-by / row_totals (optional): groups for complementary suppression, see hipfrac.disclosure.suppress.
-formats (optional): {column: "int" | "pct" | "ratio" | "p" | "float0".."float3" | "text"} for the
-    human-readable formats (see hipfrac.tableformat; otherwise found by column name).
-output_dir: where to write (the runner passes a temporary directory; None = outputs/<run>/<notebook>).
+Results (hipfrac.results) carry their own disclosure metadata: which columns are counts of what, which are
+derived from them, the dimensions. Nothing is declared here. Every output is protected against everything
+this notebook published before it (hipfrac.protection): small counts, their complements, counts implied
+by a row (non-events), what a coarser margin elsewhere would reveal, and the derived values of withheld
+counts. `out.figure(name, plot, data, **kwargs)` draws the figure itself from the protected data, so a
+figure can never show a withheld value; `out.protect(result)` gives the protected frame for a figure drawn
+by hand (then `out.figure(fig, name, data=protected)`).
 
-What is written (outputs/<run>/<notebook>/):
-    tables/<name>.csv         machine-readable, byte-deterministic (fixed float format, "\\n" line ends,
-                              rows in the order given: sort them before exporting), suppressed cells empty
-    tables/<name>.meta.json   sidecar: run, notebook, title, columns, suppressed cells (no timestamps)
-    tables/<name>.md / .tex   human-readable (labels in params.lang, % with one decimal, HR (CI)),
-                              footer naming the run and explaining "s" (suppressed)
+Plain frames (no metadata) are protected by inference from their column names (counts=/derived= may
+name them) and refused in a real-data run (params.real_data: true), where any column without a role,
+any small count that could not be protected and any figure drawing individuals stops the notebook.
+
+What is written (output_dir, by the runner a staging folder; interactive runs write to
+outputs/.interactive/<run>/<notebook>/, never published):
+    tables/<name>.csv         machine-readable, byte-deterministic, withheld cells empty
+    tables/<name>.meta.json   run, notebook, title, column roles, withheld cells (no timestamps)
+    tables/<name>.md / .tex   human-readable (labels in params.lang), footer explaining "s"
     <notebook>.xlsx           one sheet per table (written by finish), deterministic zip
     figures/<name>.png / .pdf 300 dpi PNG and vector PDF, run id in the metadata, no creation date
-    figures/<name>.data.csv   the (suppressed) aggregate frame behind the figure, when data= is given
+    figures/<name>.data.csv   the protected aggregate frame behind the figure (+ .data.meta.json)
     <name>.md                 texts
-    outputs.json              this notebook's piece of the run manifest (files with sha256, suppression
-                              counts, warnings, start/end time); python -m hipfrac manifest joins them
-
-Disclosure (hipfrac.disclosure): person-level frames are refused in every run. Small counts are
-suppressed with their complements and derived values. Undeclared count-like columns (by name) with
-small values, and figure data with unsuppressed small counts, raise DisclosureError in a real-data
-run (params.real_data: true) and are suppressed / recorded as warnings otherwise.
+    outputs.json              this notebook's piece of the run manifest
+The cells of every output (values included, withheld ones too) go to the run's private audit store
+($HIPFRAC_AUDIT_DIR/<notebook>.jsonl, set by the runner; never published) for the run-level audit
+(python -m hipfrac audit), whose plan ($HIPFRAC_AUDIT_PLAN) a re-execution applies.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import os
 import re
 import warnings
 import zipfile
@@ -50,7 +51,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hipfrac import disclosure, labels, tableformat
+from hipfrac import disclosure, labels, protection, results, tableformat
 from hipfrac.disclosure import DisclosureError
 from hipfrac.figures.save import FigureSaver
 
@@ -91,6 +92,33 @@ def normalize_zip(path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def _where(mask: pd.DataFrame):
+    """(rows, columns) of the True cells of a boolean frame."""
+    rows, cols = [], []
+    for c in mask.columns:
+        for i in mask.index[mask[c].to_numpy(bool)]:
+            rows.append(i)
+            cols.append(c)
+    order = sorted(range(len(rows)), key=lambda k: (rows[k], cols[k]))
+    return [rows[k] for k in order], [cols[k] for k in order]
+
+
+def _html_escape(s: str) -> str:
+    import html
+
+    return html.escape(str(s))
+
+
+def _load_plan(path: str | None, notebook: str) -> frozenset:
+    """Cells the run-level audit planned to withhold (hipfrac.audit), for a re-execution."""
+    if not path or not Path(path).exists():
+        return frozenset()
+    from hipfrac.sdc import Cell
+
+    plan = json.loads(Path(path).read_text(encoding="utf-8"))
+    return frozenset(Cell.from_json(c) for c in plan.get("withhold", []))
+
+
 def _tidy(df, what: str) -> pd.DataFrame:
     """A plain frame: a Series becomes a column, named index levels become columns, multi-level
     column labels are joined with " / "."""
@@ -108,6 +136,21 @@ def _tidy(df, what: str) -> pd.DataFrame:
     return df
 
 
+PROTECTED = "hipfrac_protected"
+
+
+def _answer_key(notebook: str, kind: str, name: str, frame: pd.DataFrame, private=()) -> None:
+    """Tests only: with HIPFRAC_ANSWER_KEY set, the unprotected frame of every output is written there
+    (same rows as the published CSV), for the attack tests to score recoveries."""
+    d = os.environ.get("HIPFRAC_ANSWER_KEY")
+    if not d:
+        return
+    p = Path(d) / notebook / kind
+    p.mkdir(parents=True, exist_ok=True)
+    write_csv(frame.drop(columns=[c for c in private if c in frame.columns]).reset_index(drop=True),
+              p / f"{name}.csv")
+
+
 class Exporter:
     """Writes disclosure-checked tables and figures for one notebook of one run."""
 
@@ -117,7 +160,8 @@ class Exporter:
         self.params = params
         self.notebook = notebook
         self.run = params.run
-        self.dir = Path(output_dir) if output_dir else params.output_dir / notebook
+        self.interactive = output_dir is None
+        self.dir = Path(output_dir) if output_dir else params.interactive_dir / notebook
         self.dir.mkdir(parents=True, exist_ok=True)
         self.min_cell = params.export.min_cell
         self.strict = bool(params.real_data)
@@ -131,6 +175,14 @@ class Exporter:
         self._sheets: dict[str, tuple[pd.DataFrame, pd.DataFrame, dict, str]] = {}
         self._names: set[str] = set()
         self._saver = FigureSaver(params.export.figure_workers)
+        self.registry = protection.Registry()
+        self._protected: dict[int, protection.Protected] = {}
+        self._inferred = 0
+        self._audit: list[tuple[str, object, float | None, str]] = []
+        self.forced = _load_plan(os.environ.get("HIPFRAC_AUDIT_PLAN"), notebook)
+        if self.interactive:
+            self._display(f"*Interactive run: outputs go to `{self.dir}` (not published; only `make` "
+                          "publishes a run, after its disclosure audit and scan).*", "markdown")
 
     # --- helpers -----------------------------------------------------------------------------------
     def _claim(self, kind: str, name: str) -> None:
@@ -153,63 +205,108 @@ class Exporter:
         self.written.append(path)
         return path
 
-    def _safe(self, df: pd.DataFrame, what: str, counts, derived, by, row_totals):
-        """Person-level check, suppression, and the undeclared-count check; (Suppression, undeclared)."""
-        df = _tidy(df, what)
-        disclosure.check_person_level(df, what)
-        sup = disclosure.suppress(df, self.min_cell, counts, derived, by=by, row_totals=row_totals)
-        undeclared = []
-        if counts is not None:
-            others = [c for c in disclosure.detect_counts(df) if c not in counts]
-            left = disclosure.small_cells(sup.frame, self.min_cell, others)
-            if left:
-                if self.strict:
-                    disclosure.check_no_small_cells(sup.frame, what, self.min_cell, others)
-                undeclared = sorted({c for _, c, _ in left})
-                self._warn(f"{what}: count-like column(s) {undeclared} were not declared in counts= but hold "
-                           f"small values; suppressed them as counts")
-                sup = disclosure.suppress(df, self.min_cell, list(counts) + undeclared, derived,
-                                          by=by, row_totals=row_totals)
-        if sup.exposed:
-            msg = (f"{what}: withheld cell(s) {sup.exposed[:10]} (row, column) can still be derived from "
-                   f"the totals and no cell is left to withhold beside them")
+    def _display(self, obj, kind: str = "markdown", name: str = "") -> None:
+        """Show obj in the notebook, marked as an Exporter output (the runner keeps only those)."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+        except ImportError:  # pragma: no cover - IPython is a dependency
+            return
+        if get_ipython() is None:
+            return
+        meta = {"hipfrac": {"output": kind, "name": name, "notebook": self.notebook}}
+        if kind == "markdown":
+            display(Markdown(obj), metadata=meta)
+        else:
+            display(obj, metadata=meta)
+
+    def _undeclared(self, frame: pd.DataFrame, counts, what: str) -> list[str]:
+        """Count-like columns (by name) holding small values that a legacy counts= list left out."""
+        others = [c for c in disclosure.detect_counts(frame) if c not in counts]
+        left = disclosure.small_cells(frame, self.min_cell, others)
+        if not left:
+            return []
+        if self.strict:
+            disclosure.check_no_small_cells(frame, what, self.min_cell, others)
+        cols = sorted({c for _, c, _ in left})
+        self._warn(f"{what}: count-like column(s) {cols} were not declared in counts= but hold small values; "
+                   f"suppressed them as counts")
+        return cols
+
+    def _protect(self, data, what: str, counts=None, derived=None, row_totals="auto",
+                 by=None) -> protection.Protected:
+        """Person-level check, then protection against everything published before (not recorded)."""
+        frame = _tidy(data, what)
+        disclosure.check_person_level(frame, what)
+        token = frame.attrs.get(PROTECTED)
+        if token is not None and token in self._protected:
+            return self._protected[token]
+        undeclared: list[str] = []
+        if not results.is_result(frame):  # a result's own metadata wins over counts= / derived=
+            if self.strict and not results.is_result(frame) and counts is None:
+                raise DisclosureError(f"{what}: the frame carries no disclosure metadata; export the result of a "
+                                      "hipfrac analysis function (or annotate it with hipfrac.results.annotate)")
+            if counts is not None:
+                undeclared = self._undeclared(frame, counts, what)
+            self._inferred += 1  # each plain frame its own universe: it is linked to nothing else
+            frame = protection.infer(frame, None if counts is None else list(counts) + undeclared, derived,
+                                     row_totals, universe=f"plain:{self.notebook}:{self._inferred}", by=by)
+        prot = protection.protect(frame, self.min_cell, registry=self.registry, forced=self.forced,
+                                  strict=self.strict, name=what)
+        prot.undeclared = undeclared
+        if prot.exposed:
+            msg = (f"{what}: {len(prot.exposed)} small count(s) could not be protected here (the run-level audit "
+                   f"decides): " + "; ".join(prot.exposed[:5]))
             if self.strict:
                 raise DisclosureError(msg)
-            self._warn(msg)
-        return sup, undeclared
+            self.warnings.append(msg)
+        token = id(prot)
+        prot.frame.attrs[PROTECTED] = token
+        self._protected[token] = prot
+        return prot
+
+    def _publish(self, prot: protection.Protected, output: str) -> None:
+        """Record what an output published: later outputs are protected against it, the audit sees it."""
+        self.registry.record(prot)
+        self._audit += [(output, cell, v, st) for cell, v, st in prot.cells]
 
     # --- interface ---------------------------------------------------------------------------------
-    def suppress(self, df: pd.DataFrame, counts=None, derived=None, *, by=None, row_totals="auto") -> pd.DataFrame:
-        """Copy of df with counts 1..min_cell-1, their complements and columns derived from them set
-        to missing (see hipfrac.disclosure.suppress). Refuses person-level frames."""
-        sup, _ = self._safe(df, "frame passed to suppress()", counts, derived, by, row_totals)
-        return sup.frame
+    def protect(self, data, counts=None, derived=None, *, by=None, row_totals="auto") -> pd.DataFrame:
+        """The protected copy of a result (withheld cells missing), to draw a figure from by hand; pass it
+        as `data=` to `figure`, which records it as published. Refuses person-level frames."""
+        return self._protect(data, "frame passed to protect()", counts, derived, row_totals, by).frame
+
+    suppress = protect  # the earlier name
 
     def table(self, df: pd.DataFrame, name: str, *, title: str = "", counts=None, derived=None, by=None,
-              row_totals="auto", formats=None, note: str = "") -> Path:
-        """Suppress and write one table in every format of params.export.table_formats.
+              row_totals="auto", formats=None, note: str = "", show: bool = False) -> Path:
+        """Protect and write one table in every format of params.export.table_formats.
 
-        Returns the path of the CSV (written in every case, as the machine-readable copy).
+        counts / derived / row_totals: only for plain frames without metadata (refused in a real-data run).
+        show: also display the formatted table in the notebook. Returns the path of the CSV.
         """
         self._claim("table", name)
         what = f"table '{name}' (notebook {self.notebook})"
-        df = _tidy(df, what)
-        sup, undeclared = self._safe(df, what, counts, derived, by, row_totals)
-        safe, mask = sup.frame, sup.mask.reset_index(drop=True)
-        safe = safe.reset_index(drop=True)
+        frame = _tidy(df, what)
+        prot = self._protect(frame, what, counts, derived, row_totals, by)
+        private = [c for c, r in prot.roles.items() if r == "private"]
+        _answer_key(self.notebook, "tables", name, frame, private)
+        self._publish(prot, f"table:{name}")
+        safe, mask = prot.frame.reset_index(drop=True), prot.mask.reset_index(drop=True)
         tdir = self.dir / "tables"
         tdir.mkdir(parents=True, exist_ok=True)
         fmts = self.params.export.table_formats
         csv_path = tdir / f"{name}.csv"
         write_csv(safe, csv_path, self.params.export.float_digits)
         self._record(csv_path)
-        used_counts = list(disclosure.detect_counts(df) if counts is None else counts) + undeclared
+        roles = {c: r for c, r in prot.roles.items() if r != "private"}
+        used_counts = [c for c, r in roles.items() if r == "count"]
         meta = {
             "run": self.run, "notebook": self.notebook, "table": name, "title": title, "note": note,
             "params_fingerprint": self.params.fingerprint(), "min_cell": self.min_cell,
             "real_data": self.strict, "rows": len(safe), "columns": [str(c) for c in safe.columns],
-            "count_columns": [str(c) for c in used_counts],
-            "suppressed": {**sup.summary(), "cells": [[i, c] for i, c in sorted(sup.primary + sup.secondary)]},
+            "count_columns": used_counts, "roles": roles,
+            "suppressed": {**prot.summary(), "cells": [[int(i), str(c)] for i, c in zip(*_where(mask[used_counts]))]},
         }
         meta_path = tdir / f"{name}.meta.json"
         meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -228,41 +325,101 @@ class Exporter:
             kinds = tableformat.column_kinds(safe, used_counts, formats)
             self._sheets[name] = (safe, mask, kinds, title)
         self.tables.append({"name": name, "title": title, "rows": len(safe), "columns": len(safe.columns),
-                            "suppressed": sup.summary(), "undeclared_counts": undeclared})
+                            "suppressed": prot.summary(), "undeclared_counts": getattr(prot, "undeclared", [])})
+        if show:
+            self._show_human(human, title, name)
         return csv_path
 
-    def figure(self, fig, name: str, *, title: str = "", data: pd.DataFrame | None = None, counts=None,
-               derived=None) -> Path:
-        """Save fig as PNG (params.export.dpi) and PDF with the run id in the metadata.
+    def show(self, data, *, title: str = "", formats=None, columns=None) -> None:
+        """Display a protected table in the notebook (formatted; withheld cells "s"); it counts as
+        published. columns: the columns to show (default all)."""
+        what = f"displayed table (notebook {self.notebook})"
+        prot = self._protect(data, what)
+        self._publish(prot, f"show:{len(self._audit)}")
+        safe, mask = prot.frame.reset_index(drop=True), prot.mask.reset_index(drop=True)
+        if columns is not None:
+            safe, mask = safe[list(columns)], mask[list(columns)]
+        used = [c for c, r in prot.roles.items() if r == "count" and c in safe.columns]
+        human = tableformat.format_table(safe, mask, lang=self.lang, counts=used, formats=formats)
+        self._show_human(human, title, "")
 
-        data: the aggregate frame the figure was drawn from. It is checked (person-level frames are
-        refused; an unsuppressed small count raises in a real-data run, is recorded as a warning
-        otherwise) and saved, suppressed, as figures/<name>.data.csv. Plotting functions should draw
-        from `out.suppress(frame, ...)` so that withheld units are not drawn with a value.
-        The files are written by a background process (params export.figure_workers; 0 = here, before
-        returning) from a pickled copy of fig: changing fig afterwards does not change them, and they
-        exist once `finish()` (or `wait_figures()`) has returned.
-        Returns the path of the PNG (or the first format).
+    def _show_human(self, human: pd.DataFrame, title: str, name: str) -> None:
+        html = (f"<p><b>{_html_escape(title)}</b></p>" if title else "") + human.to_html(index=False, escape=True)
+        try:
+            from IPython.display import HTML
+        except ImportError:  # pragma: no cover
+            return
+        self._display(HTML(html), "table", name)
+
+    def figure(self, fig_or_name, name_or_plot=None, data=None, *, title: str = "", counts=None, derived=None,
+               show: bool = False, **plot_kwargs) -> Path:
+        """Save a figure as PNG (params.export.dpi) and PDF, with the protected data behind it.
+
+        Preferred: ``out.figure(name, plot, data, title=..., **kwargs)``: `data` (a result, or a dict of
+        results for plot functions taking several frames) is protected first and the figure is drawn by
+        ``plot(protected, **kwargs)`` (or ``plot(**protected_dict, **kwargs)``), so it cannot show a
+        withheld value. Also accepted: ``out.figure(fig, name, data=protected)`` for a figure drawn by
+        hand from `out.protect(...)`; data that was not protected is protected for the data file, and in a
+        real-data run the figure is refused when that withheld anything.
+        In a real-data run a figure whose artists draw one mark per person (a scatter of patients) is
+        refused. Files are written by a background process (params export.figure_workers); they exist
+        once `finish()` has returned. show: display the figure in the notebook. Returns the PNG path.
         """
+        if isinstance(fig_or_name, str):
+            name, plot, fig = fig_or_name, name_or_plot, None
+            if not callable(plot):
+                raise TypeError("out.figure(name, plot, data, ...): plot must be a function drawing the figure")
+        else:
+            fig, name, plot = fig_or_name, name_or_plot, None
         self._claim("figure", name)
         what = f"figure '{name}' (notebook {self.notebook})"
         fdir = self.dir / "figures"
         fdir.mkdir(parents=True, exist_ok=True)
         info = {"name": name, "title": title, "data": data is not None, "unsuppressed_small_cells": 0}
-        if data is not None:
-            frame = _tidy(data, what)
-            disclosure.check_person_level(frame, what)
-            left = disclosure.small_cells(frame, self.min_cell, counts)
-            if left:
-                if self.strict:
-                    disclosure.check_no_small_cells(frame, what, self.min_cell, counts)
-                info["unsuppressed_small_cells"] = len(left)
-                self._warn(f"{what}: drawn from {len(left)} unsuppressed small count(s); draw from "
-                           f"out.suppress(frame, ...) instead (a real-data run would stop here)")
-            sup = disclosure.suppress(frame, self.min_cell, counts, derived)
-            p = fdir / f"{name}.data.csv"
-            write_csv(sup.frame.reset_index(drop=True), p, self.params.export.float_digits)
+        frames = data if isinstance(data, dict) else ({"": data} if data is not None else {})
+        prots = {}
+        for key, frame in frames.items():
+            label = what + (f" data '{key}'" if key else "")
+            tidy = _tidy(frame, label)
+            was_protected = tidy.attrs.get(PROTECTED) in self._protected
+            if plot is None and not was_protected:
+                left = disclosure.small_cells(tidy, self.min_cell, counts)
+                if left:
+                    if self.strict:
+                        disclosure.check_no_small_cells(tidy, what, self.min_cell, counts)
+                    info["unsuppressed_small_cells"] += len(left)
+                    self._warn(f"{what}: drawn from {len(left)} unsuppressed small count(s); draw it with "
+                               f"out.figure(name, plot, data) (a real-data run would stop here)")
+            prots[key] = self._protect(tidy, label, counts, derived)
+            private = [c for c, r in prots[key].roles.items() if r == "private"]
+            _answer_key(self.notebook, "figures", name + (f".{key}" if key else ""), tidy, private)
+        if plot is not None:
+            safe = {k: p.frame for k, p in prots.items()}
+            fig = plot(safe[""], **plot_kwargs) if list(safe) == [""] else plot(**safe, **plot_kwargs)
+        if fig is None:
+            raise ValueError(f"{what}: the plot function returned no figure")
+        if self.strict:
+            from hipfrac.figures import inspect as figinspect
+
+            rows = max((len(p.frame) for p in prots.values()), default=None)
+            marks = figinspect.individual_marks(fig, n_rows=rows)
+            if marks:
+                raise DisclosureError(f"{what}: draws individual marks ({'; '.join(marks[:3])}); a real-data "
+                                      "figure shows aggregates only")
+        for key, prot in prots.items():
+            self._publish(prot, f"figure:{name}" + (f":{key}" if key else ""))
+            stem = f"{name}.data" if not key else f"{name}.{key}.data"
+            p = fdir / f"{stem}.csv"
+            write_csv(prot.frame.reset_index(drop=True), p, self.params.export.float_digits)
             self._record(p)
+            mp = fdir / f"{stem}.meta.json"
+            roles = {c: r for c, r in prot.roles.items() if r != "private"}
+            mp.write_text(json.dumps({"run": self.run, "notebook": self.notebook, "figure": name, "title": title,
+                                      "min_cell": self.min_cell, "roles": roles,
+                                      "count_columns": [c for c, r in roles.items() if r == "count"],
+                                      "suppressed": prot.summary()}, indent=1, ensure_ascii=False) + "\n",
+                          encoding="utf-8")
+            self._record(mp)
         desc = f"hipfrac run {self.run}; notebook {self.notebook}; figure {name}"
         jobs = []
         for fmt in self.params.export.figure_formats:
@@ -280,23 +437,36 @@ class Exporter:
         # written in the background (params export.figure_workers); finish() waits for the files
         self._saver.submit(fig, jobs, name)
         self.figures.append(info)
+        if show:
+            self._display(fig, "figure", name)
+        if plot is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
         return Path(jobs[0][0]) if jobs else None
 
     def wait_figures(self) -> None:
         """Block until every figure handed to `figure()` is written (finish() calls this)."""
         self._saver.wait()
 
-    def text(self, name: str, text: str) -> Path:
-        """Write a Markdown text (e.g. a summary paragraph) as <name>.md."""
+    def text(self, name: str, text: str, *, show: bool = True) -> Path:
+        """Write a Markdown text (e.g. a results paragraph generated from the numbers) as <name>.md, and
+        show it in the notebook."""
         self._claim("text", name)
         path = self.dir / f"{name}.md"
         path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         self.texts.append(name)
+        if show:
+            self._display(text, "markdown", name)
         return self._record(path)
 
-    def finish(self) -> list[Path]:
-        """Wait for the figures being saved, write the XLSX workbook and the notebook's manifest piece
-        (outputs.json); return all paths."""
+    def say(self, markdown: str) -> None:
+        """Show a short Markdown note in the notebook (not written to a file; scanned with the notebook)."""
+        self._display(markdown, "markdown")
+
+    def finish(self) -> None:
+        """Wait for the figures, write the XLSX workbook, the notebook's manifest piece (outputs.json) and
+        its cells for the run-level audit; show a one-line summary."""
         self._saver.wait()
         if self._sheets:
             p = self.dir / f"{self.notebook}.xlsx"
@@ -308,7 +478,23 @@ class Exporter:
         part = manifest.notebook_part(self)
         p = self.dir / manifest.PART_NAME
         p.write_text(json.dumps(part, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return list(self.written)
+        self._write_audit()
+        sup = part["suppressed_cells"]
+        self._display(f"*{len(self.tables)} tables, {len(self.figures)} figures and {len(self.texts)} texts "
+                      f"written; {sup['primary']} small counts withheld, {sup['secondary']} more to protect them, "
+                      f"{sup['derived']} derived values with them.*", "markdown")
+
+    def _write_audit(self) -> None:
+        d = os.environ.get("HIPFRAC_AUDIT_DIR")
+        if not d:
+            return
+        path = Path(d) / f"{self.notebook}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"output": o, "cell": c.to_json(), "value": v, "status": st}, ensure_ascii=False)
+                 for o, c, v, st in self._audit]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        tmp.replace(path)
 
     # --- xlsx --------------------------------------------------------------------------------------
     _XLSX_FORMATS = {"int": "#,##0", "pct": "0.0%", "ratio": "0.00", "p": "0.000", "float": "0.00",

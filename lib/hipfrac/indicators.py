@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import variation
+from . import results, variation
 
 UNIT_LEVELS = ("hospital", "hosp_trust", "hosp_region", "referral_area")
 TYPES = ("process", "outcome", "data_quality")
@@ -232,17 +232,18 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
         raise KeyError(f"unit column {unit!r} not in the cohort")
     el, y = masks(cohort, ind)
     ucol = "_unit"
-    d = pd.DataFrame({ucol: cohort.loc[el, unit].astype(str).to_numpy() if unit else NATIONAL,
-                      "y": y[el]}, index=np.arange(int(el.sum())))
+    d = pd.DataFrame({ucol: cohort[unit].astype(str).to_numpy() if unit else NATIONAL,
+                      "y": y, "_el": el.astype(int)}, index=np.arange(len(cohort)))
     if by_year:
-        d["year"] = cohort.loc[el, "year"].to_numpy()
-    d["_ok"] = (~np.isnan(d["y"])).astype(int)
-    d["_ev"] = d["y"].fillna(0)
+        d["year"] = cohort["year"].to_numpy()
+    d["_ok"] = ((~np.isnan(d["y"])) & el).astype(int)
+    d["_ev"] = np.where(el, d["y"].fillna(0), 0)
+    d["_miss"] = (el & np.isnan(d["y"])).astype(int)
     keys = [ucol] + (["year"] if by_year else [])
-    g = d.groupby(keys, sort=True).agg(n=("_ok", "sum"), events=("_ev", "sum"), n_eligible=("_ok", "size"))
-    g = g.reset_index()
-    g[["n", "events"]] = g[["n", "events"]].astype(int)
-    g["n_missing"] = (g["n_eligible"] - g["n"]).astype(int)
+    g = d.groupby(keys, sort=True).agg(n=("_ok", "sum"), events=("_ev", "sum"), n_missing=("_miss", "sum"),
+                                       n_eligible=("_el", "sum"), _n_pop=("_el", "size"))
+    g = g[g["n_eligible"] > 0].reset_index()
+    g[["n", "events", "n_missing", "_n_pop"]] = g[["n", "events", "n_missing", "_n_pop"]].astype(int)
     g = g.drop(columns="n_eligible")
     with np.errstate(divide="ignore", invalid="ignore"):
         g["prop"] = np.where(g["n"] > 0, g["events"] / g["n"], np.nan)
@@ -262,8 +263,25 @@ def evaluate(cohort: pd.DataFrame, ind: Indicator, unit: str | None = "hospital"
     g.insert(1, "unit_level", unit or "national")
     g = g.rename(columns={ucol: "unit"})
     cols = ["indicator", "unit_level", "unit"] + (["year"] if by_year else []) + [
-        "n", "events", "prop", "lower", "upper", "level", "low_n_flag", "coverage", "low_coverage", "n_missing"]
-    return g[cols].reset_index(drop=True)
+        "n", "events", "prop", "lower", "upper", "level", "low_n_flag", "coverage", "low_coverage", "n_missing",
+        "_n_pop"]
+    return annotate_indicator_frame(g[cols].reset_index(drop=True), cohort)
+
+
+def annotate_indicator_frame(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    """Disclosure metadata of an indicator frame (see hipfrac.results): per row, n = the analysed eligible
+    patients of the unit (atoms event and nonevent of the status variable #<indicator>), events, n_missing
+    (eligible, numerator missing) and the private _n_pop (every patient of the unit: the remainder is
+    "not eligible")."""
+    st = "#{indicator}"
+    counts = {"n": {st: "event|nonevent"}, "events": {st: "event"}, "n_missing": {st: "missing"}, "_n_pop": {}}
+    counts = {c: v for c, v in counts.items() if c in frame.columns}
+    dims = {"unit": "{unit_level}"} | ({"year": "year"} if "year" in frame.columns else {})
+    return results.annotate(frame, counts=counts, dims=dims, derived={"prop": ["n", "events"], "lower": ["n", "events"],
+                            "upper": ["n", "events"], "level": ["n", "events"], "low_n_flag": ["n"],
+                            "coverage": "*", "low_coverage": "*"},
+                            labels=["indicator", "unit_level"], private=[c for c in ("_n_pop",) if c in frame.columns],
+                            source=source)
 
 
 CATEGORICAL = ("year",)
@@ -384,7 +402,7 @@ def unit_regions(cohort: pd.DataFrame, unit: str) -> pd.DataFrame:
 def evaluate_many(cohort: pd.DataFrame, inds: Sequence[Indicator], unit: str | None, by_year: bool = False,
                   min_n: int | None = None, low_coverage: float = 0.6) -> pd.DataFrame:
     """`evaluate` for several indicators, stacked (indicator order kept)."""
-    return pd.concat([evaluate(cohort, i, unit, by_year, min_n, low_coverage) for i in inds], ignore_index=True)
+    return results.concat([evaluate(cohort, i, unit, by_year, min_n, low_coverage) for i in inds])
 
 
 def overview(national: pd.DataFrame, per_unit: pd.DataFrame, inds: Sequence[Indicator],

@@ -105,6 +105,17 @@ class Params(Section):
         outputs/<run>/ with a copy of it only when every notebook succeeded and the scan is clean."""
         return Path(os.environ.get("HIPFRAC_OUTPUTS", PROJECT_ROOT / "outputs")) / ".work" / self.run
 
+    @property
+    def audit_dir(self) -> Path:
+        """outputs/.work/<run>.audit/: the cells of every output of the run, values included, for the
+        run-level disclosure audit (private: never published, never scanned as output)."""
+        return Path(os.environ.get("HIPFRAC_OUTPUTS", PROJECT_ROOT / "outputs")) / ".work" / f"{self.run}.audit"
+
+    @property
+    def interactive_dir(self) -> Path:
+        """outputs/.interactive/<run>/: where a notebook run by hand (JupyterLab) writes; never published."""
+        return Path(os.environ.get("HIPFRAC_OUTPUTS", PROJECT_ROOT / "outputs")) / ".interactive" / self.run
+
     def resolved(self) -> dict:
         """All parameters, defaults filled in, as plain JSON-able data (for manifests)."""
         return json.loads(self.model_dump_json())
