@@ -59,9 +59,11 @@ $(STAMPS)/$(1).cohort: $(STAMPS)/$(1).synth params/$(1).yaml $(LIB) | $(SETUP)
 	$(PY) -m hipfrac cohort --params params/$(1).yaml
 	@touch $$@
 
-# notebooks run into the staging area outputs/.work/<run>/; the run is published to outputs/<run>/
-# only when every notebook succeeded and the disclosure scan is clean (atomic per run)
+# notebooks run into the staging area outputs/.work/<run>/; the run-level disclosure audit checks the
+# union of their outputs (re-executing a notebook that must withhold more); the run is published to
+# outputs/<run>/ only when every notebook succeeded and the scan of exactly those files is clean
 outputs/.work/$(1).published: $(foreach n,$(NB_NAMES),outputs/.work/$(1)/$(n)/$(n).ipynb)
+	$(PY) -m hipfrac audit --params params/$(1).yaml
 	$(PY) -m hipfrac manifest --params params/$(1).yaml --run-dir outputs/.work/$(1)
 	$(PY) -m hipfrac scan outputs/.work/$(1)
 	$(PY) -m hipfrac publish --params params/$(1).yaml

@@ -45,3 +45,32 @@ def test_success_moves_outputs_into_place_and_failure_keeps_them(env, capsys):
     assert (tmp / "outputs" / ".work" / "runx" / ".failed" / "07_demo.ipynb").exists()
     leftovers = [p.name for p in (tmp / "outputs" / ".work" / "runx").iterdir() if p.name.startswith((".tmp", ".old"))]
     assert not leftovers
+
+
+def test_executed_notebook_keeps_only_exporter_outputs_and_gets_the_audit_store(env, capsys):
+    tmp, pfile = env
+    nb = tmp / "08_demo.ipynb"
+    _notebook(nb, "import os\nfrom pathlib import Path\nfrom IPython.display import Markdown, display\n"
+                  "print('hospital X: 3 patients, 1 died')\n"               # a stray print of a small count
+                  "display(Markdown('not through the Exporter: 2 of 3'))\n"
+                  "display(Markdown('*through the Exporter*'), metadata={'hipfrac': {'output': 'markdown'}})\n"
+                  "Path(output_dir, 'env.txt').write_text(os.environ['HIPFRAC_AUDIT_DIR'] + '|' + "
+                  "os.environ.get('HIPFRAC_TEST_FLAG', ''))\n"
+                  "'a cell value printed as Out[]'")
+    from hipfrac.params import load
+
+    store = load(pfile).audit_dir
+    store.mkdir(parents=True)
+    (store / "08_demo.jsonl").write_text('{"stale": true}\n')
+    assert run_notebook(nb, pfile, env={"HIPFRAC_TEST_FLAG": "on"}) == 0
+    assert "3 output(s) not from the Exporter dropped" in capsys.readouterr().out
+    final = tmp / "outputs" / ".work" / "runx" / "08_demo"
+    executed = nbformat.read(final / "08_demo.ipynb", as_version=4)
+    outs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert len(outs) == 1 and "through the Exporter" in json.dumps(outs[0])
+    assert "3 patients" not in json.dumps(outs) and "2 of 3" not in json.dumps(outs)
+    assert (final / "env.txt").read_text() == f"{store}|on"
+    assert not (store / "08_demo.jsonl").exists(), "the notebook's cells of an earlier execution are removed"
+    import os
+
+    assert "HIPFRAC_TEST_FLAG" not in os.environ

@@ -4,6 +4,7 @@ Commands
   synth       generate the synthetic linked registry (extracts + truth.json)
   cohort      build the cached analysis cohort from the extracts named in a params file
   notebook    execute one notebook with papermill for one params file (atomic outputs)
+  audit       run-level disclosure audit of a run's staging area (re-executes notebooks as needed)
   publish     replace outputs/<run> with the staging area outputs/.work/<run> (after a clean scan)
   manifest    write outputs/<run>/manifest.json (provenance: params, inputs, git, versions, outputs)
   scan        check every file of an output run for person-level content and small cells
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("notebook", help="execute one notebook for one params file")
     n.add_argument("notebook", help="path of the notebook, e.g. notebooks/01_treatment_variation.ipynb")
     n.add_argument("--params", required=True)
+
+    a = sub.add_parser("audit", help="run-level disclosure audit of the staging area outputs/.work/<run>")
+    a.add_argument("--params", required=True)
+    a.add_argument("--no-rerun", action="store_true",
+                   help="report what more to withhold, without re-executing the notebooks")
 
     sc = sub.add_parser("scan", help="scan an output run for disclosure problems")
     sc.add_argument("path", help="outputs/<run>")
@@ -87,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from hipfrac import runner
 
         return runner.run_notebook(args.notebook, args.params)
+    if args.command == "audit":
+        from hipfrac import audit
+
+        return audit.cli(args)
     if args.command == "publish":
         from hipfrac import publish
 

@@ -117,12 +117,14 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
     started = time.perf_counter()
     res = None
     reruns: list[str] = []
+    pending: set[Cell] = set()
     for round_ in range(1, MAX_ROUNDS + 1):
         records = read_store(store, staged)
         res = audit_cells(records, params.export.min_cell)
         new = res.plan - plan
         log(f"audit: round {round_}: {res.cells} cells in {res.systems} systems, {res.withheld} withheld, "
             f"{len(new)} more to withhold, {len(res.exposed)} exposed ({res.seconds:.1f} s)")
+        pending = new
         if not new:
             break
         plan |= new
@@ -132,6 +134,8 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
         tmp.replace(plan_path)
         touched = sorted({o.split("/")[0] for c in new for o in res.outputs.get(c, ())})
         if not rerun or not touched:
+            break  # the plan is not applied: what it lists is still published
+        if round_ == MAX_ROUNDS:
             break
         env = dict(os.environ, HIPFRAC_AUDIT_PLAN=str(plan_path))
         for nb in touched:
@@ -140,22 +144,33 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
             reruns.append(nb)
             if runner.run_notebook(path, params_file, env=env) != 0:
                 raise SystemExit(1)
+        pending = set()
     total = time.perf_counter() - started
     report = {"run": params.run, "min_cell": params.export.min_cell, "seconds": round(total, 2),
               "rounds": round_, "reruns": reruns, "cells": res.cells, "systems": res.systems,
-              "withheld": res.withheld, "planned": len(plan), "by_notebook": res.by_notebook,
+              "withheld": res.withheld, "planned": len(plan), "pending": len(pending),
+              "by_notebook": res.by_notebook,
               "exposed": [{"cell": c.label(), "why": why, "outputs": sorted(res.outputs.get(c, ()))}
                           for c, why in sorted(res.exposed.items())]}
     (store / REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    public = {k: report[k] for k in ("run", "min_cell", "rounds", "reruns", "withheld", "planned", "by_notebook")}
+    public = {k: report[k] for k in ("run", "min_cell", "rounds", "reruns", "withheld", "planned", "pending",
+                                     "by_notebook")}
     public["exposed"] = len(report["exposed"])
     if params.work_dir.is_dir():
         (params.work_dir / PUBLIC).write_text(json.dumps(public, indent=1, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
+    problems = []
     if res.exposed:
         outs = sorted({o for c in res.exposed for o in res.outputs.get(c, ())})
-        msg = (f"audit: {len(res.exposed)} small count(s) still determined or bounded narrowly by the union of the "
-               f"run's outputs, in {', '.join(outs[:8]) or 'implied counts'} (details: {store / REPORT})")
+        problems.append(f"{len(res.exposed)} small count(s) still determined or bounded narrowly by the union of "
+                        f"the run's outputs, in {', '.join(outs[:8]) or 'implied counts'}")
+    if pending:
+        outs = sorted({o for c in pending for o in res.outputs.get(c, ())})
+        problems.append(f"{len(pending)} published cell(s) must be withheld to protect small counts of other "
+                        f"outputs and were not (the notebooks were not re-executed with the plan): "
+                        f"{', '.join(outs[:8])}")
+    if problems:
+        msg = "audit: " + "; ".join(problems) + f" (details: {store / REPORT})"
         if params.real_data:
             print(msg, file=sys.stderr)
             raise SystemExit(1)

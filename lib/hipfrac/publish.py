@@ -4,17 +4,26 @@ Notebooks execute into the staging area (hipfrac.runner); `make` runs the manife
 scan there, and only when every notebook succeeded and the scan is clean does `publish` copy the staging
 area to a temporary directory beside outputs/<run>/ and swap it in with renames. So outputs/<run>/ always
 holds one complete, scanned run: a failing notebook or a scan finding leaves the previous run in place.
+
+Publish refuses unless the copy holds exactly the bytes of the last clean scan (hipfrac.digest: the scan
+records a digest of every file, publish recomputes it on the copy it is about to swap in). The run's
+private audit store (outputs/.work/<run>.audit) and interactive runs (outputs/.interactive) are never
+published.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
+from hipfrac import digest
 from hipfrac.params import load
 
-SKIP = (".failed", ".tmp-", ".old-")
+
+class PublishError(RuntimeError):
+    """The staging area may not be published (not scanned, or changed since)."""
 
 
 def publish(params) -> Path:
@@ -26,7 +35,12 @@ def publish(params) -> Path:
     tmp = dst.parent / f".publish-{params.run}-{os.getpid()}"
     old = dst.parent / f".old-{params.run}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=lambda d, names: [n for n in names if n.startswith(SKIP)])
+    shutil.copytree(src, tmp, ignore=lambda d, names: [n for n in names if n.startswith(".")])
+    try:
+        digest.verify(src, tmp)
+    except digest.NotScanned as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PublishError(f"not published: {exc}") from None
     if dst.exists():
         dst.rename(old)
     tmp.rename(dst)
@@ -36,6 +50,10 @@ def publish(params) -> Path:
 
 def cli(args) -> int:
     """python -m hipfrac publish --params P"""
-    dst = publish(load(args.params))
+    try:
+        dst = publish(load(args.params))
+    except (PublishError, FileNotFoundError) as exc:
+        print(f"publish: {exc}", file=sys.stderr)
+        return 1
     print(f"published: {dst}")
     return 0

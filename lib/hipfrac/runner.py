@@ -5,6 +5,12 @@ and `output_dir` (a temporary directory). On success the temporary directory rep
 outputs/.work/<run>/<notebook>/ (the run's staging area; `hipfrac publish` moves a complete, scanned run
 to outputs/<run>/); on failure the previous outputs stay untouched, the failing cell and its
 traceback are printed, and the partly executed notebook is kept in outputs/<run>/.failed/ to inspect.
+
+The executed notebook keeps only the outputs that came through the Exporter (marked in their metadata:
+tables, figures, texts and notes it showed, all disclosure-checked); anything else a cell printed or
+displayed (a stray print of a frame, a warning, an inline figure) is dropped, and counted in the runner's
+message. The Exporter writes the cells of every output to the run's private audit store
+(params.audit_dir, environment variable HIPFRAC_AUDIT_DIR) for the run-level audit (hipfrac.audit).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from hipfrac.params import PROJECT_ROOT, load
@@ -19,8 +26,46 @@ from hipfrac.params import PROJECT_ROOT, load
 KERNEL = os.environ.get("HIPFRAC_KERNEL", "hipfrac")
 
 
-def run_notebook(notebook: str | Path, params_file: str | Path) -> int:
-    """Execute `notebook` for `params_file`; return 0 on success, 1 on failure (message printed)."""
+def keep_exporter_outputs(path: Path) -> int:
+    """Drop every output of the executed notebook at `path` that did not come through the Exporter (its
+    metadata has no "hipfrac" key); execution counts stay. Returns the number of outputs dropped."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        keep = [o for o in cell.get("outputs", []) if "hipfrac" in (o.get("metadata") or {})]
+        dropped += len(cell.get("outputs", [])) - len(keep)
+        cell.outputs = keep
+    nbformat.write(nb, str(path))
+    return dropped
+
+
+@contextmanager
+def _environment(env: dict | None):
+    """os.environ updated with `env` for the duration (the kernel inherits the runner's environment)."""
+    if not env:
+        yield
+        return
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_notebook(notebook: str | Path, params_file: str | Path, env: dict | None = None) -> int:
+    """Execute `notebook` for `params_file`; return 0 on success, 1 on failure (message printed).
+
+    env: environment variables for the kernel (e.g. HIPFRAC_AUDIT_PLAN from the run-level audit).
+    """
     import papermill as pm
 
     nb = Path(notebook).resolve()
@@ -33,17 +78,23 @@ def run_notebook(notebook: str | Path, params_file: str | Path) -> int:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    store = params.audit_dir
+    store.mkdir(parents=True, exist_ok=True)
+    stale = store / f"{nb.stem}.jsonl"  # this notebook's cells from a previous execution
+    stale.unlink(missing_ok=True)
+    env = {"HIPFRAC_AUDIT_DIR": str(store), **(env or {})}
     try:
-        pm.execute_notebook(
+        with _environment(env):
+            pm.execute_notebook(
             str(nb),
             str(tmp / nb.name),
-            parameters={"params_file": str(params_path), "output_dir": str(tmp)},
-            kernel_name=KERNEL,
-            cwd=str(nb.parent),
-            progress_bar=not in_ci and sys.stderr.isatty(),
-            log_output=in_ci,
-            report_mode=False,
-        )
+                parameters={"params_file": str(params_path), "output_dir": str(tmp)},
+                kernel_name=KERNEL,
+                cwd=str(nb.parent),
+                progress_bar=not in_ci and sys.stderr.isatty(),
+                log_output=in_ci,
+                report_mode=False,
+            )
     except Exception as exc:  # papermill's PapermillExecutionError carries the cell and traceback
         failed = run_dir / ".failed"
         failed.mkdir(parents=True, exist_ok=True)
@@ -58,10 +109,12 @@ def run_notebook(notebook: str | Path, params_file: str | Path) -> int:
         # Exporter.finish() writes outputs.json (the notebook's manifest piece and XLSX workbook)
         print(f"warning: {nb.name} wrote outputs but never called out.finish(): its workbook and "
               f"manifest piece are missing", file=sys.stderr)
+    dropped = keep_exporter_outputs(tmp / nb.name)
     old = run_dir / f".old-{nb.stem}-{os.getpid()}"
     if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    print(f"ok: {nb.name} -> {final}")
+    note = f" ({dropped} output(s) not from the Exporter dropped)" if dropped else ""
+    print(f"ok: {nb.name} -> {final}{note}")
     return 0

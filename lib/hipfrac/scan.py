@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hipfrac import disclosure, labels
+from hipfrac import digest, disclosure, labels
 
 # Id formats of the registry contract (hipfrac.schema: PERSON_ID and the *_id patterns); tests check
 # that these agree with the schema.
@@ -1791,7 +1791,7 @@ def scan_run(run_dir: str | Path, min_cell: int = 5, include_supplement: bool = 
     findings = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith((".tmp-", ".old-")) for part in rel.parts):
+        if not p.is_file() or digest.is_hidden(rel):  # never published (hipfrac.digest)
             continue
         if not include_supplement and rel.parts[0] == "supplement":
             continue
@@ -1866,12 +1866,15 @@ def cli(args) -> int:
     except FileNotFoundError as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 2
-    n_files = sum(1 for p in root.rglob("*") if p.is_file())
+    n_files = len(digest.files(root))
     if findings:
+        digest.forget(root)
         print(f"scan: {len(findings)} finding(s) in {root} - nothing from this run may leave the server "
               f"until they are fixed:", file=sys.stderr)
         for f in findings:
             print(f"  - {f}", file=sys.stderr)
         return 1
-    print(f"scan: {root}: {n_files} files checked, no person-level content or small counts found")
+    rec = digest.record(root, min_cell)
+    print(f"scan: {root}: {n_files} files checked, no person-level content or small counts found "
+          f"(digest in {rec.name}: publish checks it)")
     return 0
