@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipfrac import variation
+from hipfrac import curves, results, variation
 
 Z95 = float(stats.norm.ppf(0.975))
 
@@ -73,6 +73,19 @@ def _km(g: pd.DataFrame, time: str, event: str):
     return KaplanMeierFitter().fit(g[time].to_numpy(float), g[event].to_numpy(int))
 
 
+def _fu_labels(f: pd.DataFrame, tcol: str, fu: np.ndarray, dead: np.ndarray) -> pd.DataFrame:
+    """Hidden label columns naming the follow-up status variables of each row (see hipfrac.curves)."""
+    tt = f[tcol].to_numpy(float)
+    f["_fu"] = [curves.fu_var(t) for t in tt]
+    rv = [curves.risk_var(fu, dead, t) for t in tt]
+    f["_rv"], f["_rl"] = [a for a, _ in rv], [b for _, b in rv]
+    return f
+
+
+def _unit_dims(unit) -> dict:
+    return {u: u for u in _units(unit)}
+
+
 def km_table(data: pd.DataFrame, unit=None, *, times: Sequence[float], time: str = "followup_days",
              event: str = "dead") -> pd.DataFrame:
     """Kaplan-Meier survival at `times` (days) per unit.
@@ -80,6 +93,10 @@ def km_table(data: pd.DataFrame, unit=None, *, times: Sequence[float], time: str
     Returns unit column(s), `time`, `n` (patients in the unit), `n_risk` (still at risk at the time),
     `n_events` (deaths up to and including the time), `surv`, `lower`, `upper` (95 % CI, log(-log)
     transformed Greenwood, as lifelines and R survfit(conf.type = "log-log")).
+
+    An annotated result (hipfrac.results): n, n_events and the private censored-before-t `_cens` are the
+    atoms of the status variable ``#fu<t>`` (hipfrac.curves.fu_status); n_risk its atom ``alive`` (or its
+    own variable when a patient died on day t exactly); surv and its CI derived from the counts.
     """
     _check(data, [time, event] + _units(unit))
     times = np.asarray(times, float)
@@ -103,24 +120,59 @@ def km_table(data: pd.DataFrame, unit=None, *, times: Sequence[float], time: str
         s = np.where(beyond, np.nan, s)
         lo, hi = np.where(beyond | (s == 0), np.nan, lo), np.where(beyond | (s == 0), np.nan, hi)
         f = pd.DataFrame({"time": times, "n": len(g), "n_risk": n_risk, "n_events": n_ev,
-                          "surv": s, "lower": lo, "upper": hi})
+                          "surv": s, "lower": lo, "upper": hi,
+                          "_cens": [curves.fu_status(fu, ev, t)["cens"] for t in times]})
+        _fu_labels(f, "time", fu, ev)
         for i, (c, v) in enumerate(zip(_units(unit), key)):
             f.insert(i, c, v)
         rows.append(f)
-    return pd.concat(rows, ignore_index=True)
+    out = pd.concat(rows, ignore_index=True)
+    return results.annotate(
+        out, counts={"n": {"{_fu}": "alive|cens|dead"}, "n_events": {"{_fu}": "dead"},
+                     "n_risk": {"{_rv}": "{_rl}"}, "_cens": {"{_fu}": "cens"}},
+        dims=_unit_dims(unit), derived={c: ["n", "n_events", "n_risk"] for c in ("surv", "lower", "upper")},
+        labels=["time", "_fu", "_rv", "_rl"], private=["_cens"],
+        known=["_cens"] if (out["_cens"] == 0).all() else [], source=data)
 
 
-def km_curves(data: pd.DataFrame, unit=None, *, step: float = 7.0, max_days: float | None = None,
+def km_curves(data: pd.DataFrame, unit=None, *, min_events: int, at_risk_times: Sequence[float],
               time: str = "followup_days", event: str = "dead") -> pd.DataFrame:
-    """Kaplan-Meier curves per unit on a regular grid (every `step` days), for plotting.
+    """Kaplan-Meier curves per unit for plotting, with steps merged for disclosure control.
 
-    The grid (not the exact event days) keeps the figure data aggregate. Returns unit column(s), time,
-    surv, lower, upper, n_risk. The curve of a unit stops when fewer than 1 patient is at risk.
+    The survival (and its 95 % CI, as km_table) is given at time 0 and at the times where the deaths
+    since the previous given step reach `min_events` (params.disclosure.min_cell; the curve is flat in
+    between and ends at its last merged step); n_risk only at `at_risk_times` (days; NaN elsewhere, and
+    NaN where it differs from the previous published number at risk by less than `min_events`). See
+    hipfrac.curves. Returns unit column(s), time, surv, lower, upper, n_risk, `step` (True at a merged
+    step), an annotated result (n_risk as in km_table).
     """
-    mx = float(max_days if max_days is not None else data[time].max())
-    grid = np.arange(0.0, mx + step / 2, step)
-    out = km_table(data, unit, times=grid, time=time, event=event)
-    return out.dropna(subset=["surv"]).drop(columns=["n", "n_events"]).reset_index(drop=True)
+    _check(data, [time, event] + _units(unit))
+    rows = []
+    for key, g in _groups(data, unit):
+        kmf = _km(g, time, event)
+        fu = g[time].to_numpy(float)
+        ev = g[event].to_numpy(int)
+        tab = kmf.event_table
+        ut = tab.index.to_numpy(float)
+        d = tab["observed"].to_numpy(float)
+        sf = kmf.survival_function_.iloc[:, 0].reindex(tab.index).to_numpy(float)
+        ci = kmf.confidence_interval_survival_function_.reindex(tab.index)
+        srt = np.sort(fu)
+        mc = curves.merge_steps(ut, d, {"surv": sf, "lower": ci.iloc[:, 0].to_numpy(float),
+                                        "upper": ci.iloc[:, 1].to_numpy(float)},
+                                {"surv": 1.0, "lower": 1.0, "upper": 1.0}, min_events=min_events,
+                                at_risk_times=at_risk_times, last_time=fu.max(),
+                                n_risk_at=lambda t, srt=srt: len(srt) - np.searchsorted(srt, t, "left"))
+        f = mc.frame()
+        f["step"] = mc.step
+        _fu_labels(f, "time", fu, ev)
+        for i, (c, v) in enumerate(zip(_units(unit), key)):
+            f.insert(i, c, v)
+        rows.append(f)
+    out = pd.concat(rows, ignore_index=True)
+    return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}}, dims=_unit_dims(unit),
+                            derived={c: ["n_risk"] for c in ("surv", "lower", "upper")},
+                            labels=["time", "step", "_fu", "_rv", "_rl"], source=data, kind="figure")
 
 
 def complete_followup(data: pd.DataFrame, horizon: float, *, date: str = "fracture_date",
@@ -137,14 +189,50 @@ def mortality_at(data: pd.DataFrame, unit=None, *, horizons=(30, 90, 365, 1826),
 
     Returns unit column(s), `horizon_days`, `n`, `n_risk`, `deaths` (deaths by the horizon), `mortality`,
     `lower`, `upper` (proportions). Uses every patient (censored ones contribute until censoring).
+    `n_risk` is the number alive and followed on day h (n - deaths by h - censored before h: a patient who
+    died on day h is a death, not at risk), so that n, n_risk, deaths and the private censored `_cens` are
+    the atoms alive, dead, cens of the status variable ``#fu<h>`` (hipfrac.curves.fu_status); `_cens` is
+    a known zero when no patient can be censored before h. An annotated result.
     """
     km = km_table(data, unit, times=horizons, time=time, event=event)
     out = km.rename(columns={"time": "horizon_days", "n_events": "deaths"})
+    out["horizon_days"] = [int(h) if float(h).is_integer() else float(h) for h in out["horizon_days"]]
+    out["n_risk"] = out["n"] - out["deaths"] - out["_cens"]
     out["mortality"] = 1 - out["surv"]
     lo, hi = 1 - out["upper"], 1 - out["lower"]
     out["lower"], out["upper"] = lo, hi
-    return out.drop(columns=["surv"])[_units(unit) + ["horizon_days", "n", "n_risk", "deaths", "mortality",
-                                                       "lower", "upper"]]
+    out = out[_units(unit) + ["horizon_days", "n", "n_risk", "deaths", "mortality", "lower", "upper", "_cens",
+                              "_fu"]].reset_index(drop=True)
+    st = "{_fu}"
+    return results.annotate(
+        out, counts={"n": {st: "alive|cens|dead"}, "n_risk": {st: "alive"}, "deaths": {st: "dead"},
+                     "_cens": {st: "cens"}},
+        dims=_unit_dims(unit), derived={c: ["n", "deaths", "n_risk"] for c in ("mortality", "lower", "upper")},
+        labels=["horizon_days", "_fu"], private=["_cens"],
+        known=["_cens"] if (out["_cens"] == 0).all() else [], source=data)
+
+
+def stack_units(frames: dict) -> pd.DataFrame:
+    """Results of one function for several unit columns ({unit column: result}) stacked as `unit_type`
+    (the column name) and `unit` (its value), keeping their metadata (dims {"unit": "{unit_type}"})."""
+    import copy
+
+    out = []
+    for u, f in frames.items():
+        m = copy.deepcopy(f.attrs[results.KEY])
+        g = f.rename(columns={u: "unit"})
+        g.insert(0, "unit_type", u)
+        cols = ["unit_type", "unit"] + [c for c in g.columns if c not in ("unit_type", "unit")]
+        g = g[cols]
+        m["dims"].pop(u, None)
+        m["dims"]["unit"] = "{unit_type}"
+        m["labels"] = ["unit_type"] + [c for c in m["labels"] if c != "unit_type"]
+        g.attrs[results.KEY] = m
+        out.append(g)
+    res = results.concat(out)
+    # margins are not summed over the stacked unit types (protection would add the national total of each)
+    res.attrs[results.KEY]["complete"] = False
+    return res
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,7 +318,26 @@ def risk_adjusted_mortality(data: pd.DataFrame, unit, *, horizon: int = 30,
         frames.append(oe)
     info.update(n=int(len(d)), national=national, n_excluded_incomplete=int((~keep).sum()),
                 coefficients=model.params.rename("coef").reset_index().rename(columns={"index": "term"}))
-    return pd.concat(frames, ignore_index=True), info
+    out = pd.concat(frames, ignore_index=True)
+    # disclosure metadata: among the patients with complete potential follow-up to h, observed deaths and n
+    # are the atoms dead and alive|cens|dead of #fu<h> (censoring before h impossible: a known zero)
+    out["national"] = national
+    out["_fu"] = curves.fu_var(horizon)
+    out["_cens"] = 0
+    src = results.subset(data, keep, f"complete_followup_{int(horizon)}d")
+    lv = [f"{100 * lv:.10g}" for lv in levels]
+    rates = ["oe", "oe_lower", "oe_upper", "crude", "std_rate", "lower", "upper"]
+    derived = {c: ["observed", "n"] for c in rates if c in out.columns}
+    derived |= {f"funnel_{a}_{x}": ["n"] for x in lv for a in ("lower", "upper")}
+    derived |= {f"outside_{x}": ["observed", "n"] for x in lv}
+    st = "{_fu}"
+    dims = {"unit": "{unit_type}"} if not isinstance(unit, str) else {unit: unit}
+    res = results.annotate(out, counts={"n": {st: "alive|cens|dead"}, "observed": {st: "dead"}, "_cens": {st: "cens"}},
+                           dims=dims, derived=derived, stats=["expected", "national"],
+                           labels=["horizon_days", "_fu"] + (["unit_type"] if "unit_type" in out.columns else []),
+                           private=["_cens"], known=["_cens"], source=src,
+                           complete=isinstance(unit, str) or len(unit_list) == 1)
+    return res, info
 
 
 # ------------------------------------------------------------------------------------------------
