@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipfrac import curves, results
+
 __all__ = [
     "FineGrayFitter",
     "blas_threads",
@@ -229,7 +231,67 @@ def cumulative_incidence(data: pd.DataFrame, *, time: str, event: str, times=Non
                 fr.insert(groups.index(g), g, k)
             frames.append(fr)
     out = pd.concat(frames, ignore_index=True)
-    return out.sort_values([*groups, "cause", "time"], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values([*groups, "cause", "time"], kind="mergesort").reset_index(drop=True)
+    return _annotate_cif(out, groups, data, ["events", "n_risk"])
+
+
+def _annotate_cif(out: pd.DataFrame, groups, data, counts) -> pd.DataFrame:
+    """Disclosure metadata (hipfrac.results): at time t, the cumulative events of cause c are the atom
+    cause<c> and the number under observation after t the atom risk of the status variable #cr<t>."""
+    out["_cr"] = [f"#cr{float(t):g}" for t in out["time"]]
+    out["_cause"] = [f"cause{int(c)}" for c in out["cause"]]
+    cnt = {"events": {"{_cr}": "{_cause}"}, "n_risk": {"{_cr}": "risk"}}
+    est = [c for c in ("cif", "var", "se", "lower", "upper") if c in out.columns]
+    return results.annotate(out, counts={c: cnt[c] for c in counts}, dims={g: g for g in groups},
+                            derived={c: list(counts) for c in est},
+                            labels=[c for c in ("cause", "time", "step", "_cr", "_cause") if c in out.columns],
+                            source=data, kind="figure" if "step" in out.columns else "table")
+
+
+def cif_curves(data: pd.DataFrame, *, time: str, event: str, group=None, causes=None, min_events: int,
+               at_risk_times, conf_level: float = 0.95) -> pd.DataFrame:
+    """Cumulative incidence curves for plotting, steps merged for disclosure control (hipfrac.curves):
+    the CIF of a cause (with its log(-log) CI, as cumulative_incidence) is given at time 0 and where the
+    events of the cause since the previous given step reach `min_events` (params export.min_cell); n_risk
+    (under observation after t) only at `at_risk_times`. Columns: [group], cause, time, cif, lower, upper,
+    n_risk, step. An annotated result."""
+    groups = [] if group is None else ([group] if isinstance(group, str) else list(group))
+    _check_columns(data, [time, event, *groups])
+    d = data[[time, event, *groups]]
+    t_all = pd.to_numeric(d[time]).to_numpy(dtype=float)
+    ev_all = _event_codes(d[event], event)
+    all_causes = sorted(int(c) for c in np.unique(ev_all) if c != 0)
+    causes = all_causes if causes is None else [int(c) for c in causes]
+    z = stats.norm.ppf(0.5 + conf_level / 2)
+    keys = list(d[groups].astype(object).drop_duplicates().sort_values(groups).itertuples(index=False, name=None)) \
+        if groups else [()]
+    frames = []
+    for key in keys:
+        mask = np.ones(len(d), bool)
+        for g, k in zip(groups, key):
+            mask &= (d[g] == k).to_numpy()
+        t, ev = t_all[mask], ev_all[mask]
+        srt = np.sort(t)
+        for c in causes:
+            u, f, var, rs, cum_ev = _cinc(t, ev, c)
+            nd = np.diff(np.r_[0.0, cum_ev])
+            se = np.sqrt(var)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                k = se / (f * np.log(f))
+                lower = np.where((f > 0) & (f < 1), f ** np.exp(-z * k), np.where(f == 0, 0.0, f))
+                upper = np.where((f > 0) & (f < 1), f ** np.exp(z * k), np.where(f == 0, 0.0, f))
+            mc = curves.merge_steps(u, nd, {"cif": f, "lower": lower, "upper": upper},
+                                    {"cif": 0.0, "lower": 0.0, "upper": 0.0}, min_events=min_events,
+                                    at_risk_times=at_risk_times, last_time=t.max() if len(t) else 0.0,
+                                    n_risk_at=lambda x, srt=srt: len(srt) - np.searchsorted(srt, x, "right"))
+            fr = mc.frame()
+            fr.insert(0, "cause", c)
+            fr["step"] = mc.step
+            for g, kk in zip(groups, key):
+                fr.insert(groups.index(g), g, kk)
+            frames.append(fr)
+    out = pd.concat(frames, ignore_index=True)
+    return _annotate_cif(out, groups, data, ["n_risk"])
 
 
 # --------------------------------------------------------------------------------------------------

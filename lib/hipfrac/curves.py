@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["merge_steps", "fu_status", "fu_var", "risk_var", "MergedCurve"]
+__all__ = ["merge_steps", "fu_status", "fu_var", "fu_labels", "risk_var", "MergedCurve"]
 
 
 def fu_var(t) -> str:
@@ -49,6 +49,16 @@ def risk_var(fu: np.ndarray, dead: np.ndarray, t: float) -> tuple[str, str]:
     if fu_status(fu, dead, t)["dead_at"]:
         return f"#atrisk{float(t):g}", "yes"
     return fu_var(t), "alive"
+
+
+def fu_labels(f: pd.DataFrame, tcol: str, fu, dead) -> pd.DataFrame:
+    """Hidden label columns naming the follow-up status variables of each row: `_fu` (#fu<t>), and the
+    variable and level of the number at risk at t (`_rv`, `_rl`, see risk_var). In place; returns f."""
+    tt = f[tcol].to_numpy(float)
+    f["_fu"] = [fu_var(t) for t in tt]
+    rv = [risk_var(fu, dead, t) for t in tt]
+    f["_rv"], f["_rl"] = [a for a, _ in rv], [b for _, b in rv]
+    return f
 
 
 class MergedCurve:

@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipfrac import curves, results
+
 DAYS_PER_YEAR = 365.241
 Z95 = float(stats.norm.ppf(0.975))
 
@@ -372,7 +374,10 @@ def _net_survival_frame(fu, ev, a, s, y, lt, method, times) -> pd.DataFrame:
 def net_survival_by(data: pd.DataFrame, by, *, time: str, event: str, age: str, sex: str, year: str,
                     lifetable, method: str = "pohar-perme", times=None) -> pd.DataFrame:
     """Net survival per group: the columns of `by` then `time, surv, std_err, lower, upper, n_risk, n_events`
-    (n_risk at the time, n_events cumulative up to it). `by` None or [] = one overall group."""
+    (n_risk at the time, n_events cumulative up to it). `by` None or [] = one overall group.
+
+    An annotated result (hipfrac.results) when `times` are given: n_events is the atom dead of ``#fu<t>``,
+    n_risk the Kaplan-Meier number at risk (hipfrac.curves.risk_var), the estimates derived from them."""
     lt = _as_lifetable(lifetable)
     by = [by] if isinstance(by, str) else list(by or [])
     frames = []
@@ -380,11 +385,48 @@ def net_survival_by(data: pd.DataFrame, by, *, time: str, event: str, age: str, 
     for key, g in groups:
         _, fu, ev, a, s, y = _prepare(g, time, event, age, sex, year, lt)
         r = _net_survival_frame(fu, ev, a, s, y, lt, method, times)
+        curves.fu_labels(r, "time", fu, ev)
         key = key if isinstance(key, tuple) else (key,)
         for col, val in zip(by, key):
             r.insert(by.index(col), col, val)
         frames.append(r)
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}, "n_events": {"{_fu}": "dead"}},
+                            dims={c: c for c in by},
+                            derived={c: ["n_risk", "n_events"] for c in ("surv", "std_err", "lower", "upper")},
+                            labels=["time", "_fu", "_rv", "_rl"], source=data)
+
+
+def net_survival_curves(data: pd.DataFrame, by, *, time: str, event: str, age: str, sex: str, year: str,
+                        lifetable, min_events: int, at_risk_times, method: str = "pohar-perme") -> pd.DataFrame:
+    """Net survival curves per group for plotting, steps merged for disclosure control (hipfrac.curves):
+    the estimate is given at time 0 and where the deaths since the previous given step reach `min_events`
+    (params export.min_cell), n_risk only at `at_risk_times` (days). Columns: `by`, time, surv, std_err,
+    lower, upper, n_risk, step. An annotated result."""
+    lt = _as_lifetable(lifetable)
+    by = [by] if isinstance(by, str) else list(by or [])
+    frames = []
+    groups = data.groupby(by, sort=True, observed=True) if by else [((), data)]
+    for key, g in groups:
+        _, fu, ev, a, s, y = _prepare(g, time, event, age, sex, year, lt)
+        t, surv, se, _, n_event = _net_survival_core(fu, ev, a, s, y, lt, method)
+        srt = np.sort(fu)
+        mc = curves.merge_steps(t, n_event, {"surv": surv, "std_err": surv * se, "lower": surv * np.exp(-Z95 * se),
+                                             "upper": surv * np.exp(Z95 * se)},
+                                {"surv": 1.0, "std_err": 0.0, "lower": 1.0, "upper": 1.0}, min_events=min_events,
+                                at_risk_times=at_risk_times, last_time=fu.max(),
+                                n_risk_at=lambda x, srt=srt: len(srt) - np.searchsorted(srt, x, "left"))
+        r = mc.frame()
+        r["step"] = mc.step
+        curves.fu_labels(r, "time", fu, ev)
+        key = key if isinstance(key, tuple) else (key,)
+        for col, val in zip(by, key):
+            r.insert(by.index(col), col, val)
+        frames.append(r)
+    out = pd.concat(frames, ignore_index=True)
+    return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}}, dims={c: c for c in by},
+                            derived={c: ["n_risk"] for c in ("surv", "std_err", "lower", "upper")},
+                            labels=["time", "step", "_fu", "_rv", "_rl"], source=data, kind="figure")
 
 
 def expected_survival(data: pd.DataFrame, *, times, age: str, sex: str, year: str, lifetable,
@@ -413,7 +455,9 @@ def expected_survival(data: pd.DataFrame, *, times, age: str, sex: str, year: st
         for i, (col, val) in enumerate(zip(by, key)):
             r.insert(i, col, val)
         frames.append(r)
-    return pd.concat(frames, ignore_index=True)
+    # life-table expectation of the cohort, no count of patients: a statistic
+    return results.annotate(pd.concat(frames, ignore_index=True), counts={}, dims={c: c for c in by},
+                            labels=["time"], stats=["expected_surv"], source=data)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -497,7 +541,13 @@ def smr_by_band(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str
     out["observed"] = out["observed"].astype(int)
     cols = by + ["band", "start_days", "stop_days", "person_years", "observed", "expected", "smr", "lower",
                  "upper", "excess_rate"]
-    return out[cols].sort_values(by + ["start_days"], kind="stable").reset_index(drop=True)
+    out = out[cols].sort_values(by + ["start_days"], kind="stable").reset_index(drop=True)
+    # observed deaths in the band [start, stop) of time since fracture: status #died<start>-<stop>
+    out["_st"] = [f"#died{a:g}-{b:g}" for a, b in zip(out["start_days"], out["stop_days"])]
+    return results.annotate(out, counts={"observed": {"{_st}": "yes"}}, dims={c: c for c in by},
+                            derived={c: ["observed"] for c in ("smr", "lower", "upper", "excess_rate")},
+                            labels=["band", "start_days", "stop_days", "_st"], stats=["person_years", "expected"],
+                            source=data)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -651,7 +701,12 @@ def net_excess_hazard(data: pd.DataFrame, *, time: str, event: str, age: str, se
     k = lambda x: np.searchsorted(t, x, "left")  # noqa: E731
     out["n_events"] = (cum[k(out["stop"].to_numpy())] - cum[k(out["start"].to_numpy())]).astype(int)
     out = out[out["start"] < fu.max()].reset_index(drop=True)
-    return out[["start", "stop", "start_years", "n_risk", "n_events", "excess_rate", "se", "lower", "upper"]]
+    out = out[["start", "stop", "start_years", "n_risk", "n_events", "excess_rate", "se", "lower", "upper"]]
+    curves.fu_labels(out, "start", fu, ev)
+    out["_st"] = [f"#died{a:g}-{b:g}" for a, b in zip(out["start"], out["stop"])]
+    return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}, "n_events": {"{_st}": "yes"}},
+                            derived={c: ["n_events", "n_risk"] for c in ("excess_rate", "se", "lower", "upper")},
+                            labels=["start", "stop", "start_years", "_fu", "_rv", "_rl", "_st"], source=data)
 
 
 def excess_hazard_curve(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str, year: str,
@@ -733,7 +788,9 @@ def bootstrap_duration(data: pd.DataFrame, *, time: str, event: str, age: str, s
                    upper=float(np.nanquantile(reps, 1 - al)) if n_boot else np.nan,
                    boot_replicates=n_boot, share_censored=float(rc.mean()) if n_boot else np.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return results.annotate(pd.DataFrame(rows), counts={"n": {}}, dims={c: c for c in by},
+                            derived={c: ["n"] for c in ("duration_years", "censored", "lower", "upper", "share_censored")},
+                            labels=["boot_replicates"], source=data)
 
 
 # ------------------------------------------------------------------------------------------------

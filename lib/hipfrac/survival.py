@@ -74,12 +74,7 @@ def _km(g: pd.DataFrame, time: str, event: str):
 
 
 def _fu_labels(f: pd.DataFrame, tcol: str, fu: np.ndarray, dead: np.ndarray) -> pd.DataFrame:
-    """Hidden label columns naming the follow-up status variables of each row (see hipfrac.curves)."""
-    tt = f[tcol].to_numpy(float)
-    f["_fu"] = [curves.fu_var(t) for t in tt]
-    rv = [curves.risk_var(fu, dead, t) for t in tt]
-    f["_rv"], f["_rl"] = [a for a, _ in rv], [b for _, b in rv]
-    return f
+    return curves.fu_labels(f, tcol, fu, dead)
 
 
 def _unit_dims(unit) -> dict:
@@ -212,7 +207,7 @@ def mortality_at(data: pd.DataFrame, unit=None, *, horizons=(30, 90, 365, 1826),
         known=["_cens"] if (out["_cens"] == 0).all() else [], source=data)
 
 
-def stack_units(frames: dict) -> pd.DataFrame:
+def stack_units(frames: dict, type_col: str = "unit_type", value_col: str = "unit") -> pd.DataFrame:
     """Results of one function for several unit columns ({unit column: result}) stacked as `unit_type`
     (the column name) and `unit` (its value), keeping their metadata (dims {"unit": "{unit_type}"})."""
     import copy
@@ -220,13 +215,13 @@ def stack_units(frames: dict) -> pd.DataFrame:
     out = []
     for u, f in frames.items():
         m = copy.deepcopy(f.attrs[results.KEY])
-        g = f.rename(columns={u: "unit"})
-        g.insert(0, "unit_type", u)
-        cols = ["unit_type", "unit"] + [c for c in g.columns if c not in ("unit_type", "unit")]
+        g = f.rename(columns={u: value_col}) if u in f.columns else f.assign(**{value_col: "all"})
+        g.insert(0, type_col, u)
+        cols = [type_col, value_col] + [c for c in g.columns if c not in (type_col, value_col)]
         g = g[cols]
         m["dims"].pop(u, None)
-        m["dims"]["unit"] = "{unit_type}"
-        m["labels"] = ["unit_type"] + [c for c in m["labels"] if c != "unit_type"]
+        m["dims"][value_col] = "{" + type_col + "}"
+        m["labels"] = [type_col] + [c for c in m["labels"] if c != type_col]
         g.attrs[results.KEY] = m
         out.append(g)
     res = results.concat(out)

@@ -161,7 +161,12 @@ def cif_plot(cif: pd.DataFrame, group: str | None = None, *, causes=(1,), cause_
     ax.set_xlabel("Years since fracture")
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    if group or len(causes) > 1:
+    withheld = "step" not in cif.columns and pd.to_numeric(cif["cif"], errors="coerce").isna().any()
+    if withheld:
+        from hipfrac.figures.survival import withheld_legend
+
+        withheld_legend(ax, loc="upper left")
+    elif group or len(causes) > 1:
         ax.legend(loc="upper left")
     if title:
         ax.set_title(title)

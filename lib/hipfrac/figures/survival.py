@@ -22,16 +22,32 @@ def _years(days):
     return np.asarray(days, float) / DPY
 
 
-def km_plot(curves: pd.DataFrame, at_risk: pd.DataFrame, unit: str, *, title: str = "",
-            ylabel: str = "Survival (Kaplan-Meier)", ci: bool = True):
+WITHHELD = "withheld (< min_cell)"
+
+
+def withheld_legend(ax, **kw) -> None:
+    """Add a legend entry saying that a dash / gap is a withheld value, not missing data."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="none", marker="$-$", markeredgecolor="0.3", markersize=6))
+    labels.append("– " + WITHHELD)
+    ax.legend(handles, labels, **kw)
+
+
+def km_plot(curves: pd.DataFrame, at_risk: pd.DataFrame | None = None, unit: str | None = None, *,
+            title: str = "", ylabel: str = "Survival (Kaplan-Meier)", ci: bool = True):
     """Kaplan-Meier curves per unit with a numbers-at-risk table under the axes.
 
-    curves: unit, time (days), surv, lower, upper (e.g. survival.km_curves).
-    at_risk: unit, time (days), n_risk at the table's times (e.g. survival.km_table at whole years;
-      suppressed counts are NaN and shown as "<5" style dashes).
+    curves: unit, time (days), surv, lower, upper, n_risk, step (survival.km_curves: merged steps, n_risk
+      at the at-risk times only).
+    at_risk: unit, time (days), n_risk at the table's times; None = the rows of `curves` that are not
+      merged steps (their n_risk). Withheld numbers (NaN) are drawn as dashes with a legend entry.
     """
     import matplotlib.pyplot as plt
 
+    if at_risk is None:
+        at_risk = curves[~curves["step"].astype(bool)] if "step" in curves.columns else curves
     style.apply()
     units = list(dict.fromkeys(curves[unit]))
     fig = plt.figure(figsize=style.figsize("onehalf", aspect=0.62 + 0.035 * len(units)))
@@ -47,7 +63,10 @@ def km_plot(curves: pd.DataFrame, at_risk: pd.DataFrame, unit: str, *, title: st
                             linewidth=0)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="upper right", ncol=1 if len(units) < 6 else 2)
+    if at_risk["n_risk"].isna().any():
+        withheld_legend(ax, loc="upper right", ncol=1 if len(units) < 6 else 2)
+    else:
+        ax.legend(loc="upper right", ncol=1 if len(units) < 6 else 2)
     if title:
         ax.set_title(title)
     plt.setp(ax.get_xticklabels(), visible=False)
@@ -97,7 +116,10 @@ def net_survival_plot(net: pd.DataFrame, by: str | None = None, *, expected: pd.
     ax.set_xlabel("Years since fracture")
     ax.set_ylabel("Survival")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower left")
+    if net["surv"].isna().any() and "step" not in net.columns:
+        withheld_legend(ax, loc="lower left")
+    else:
+        ax.legend(loc="lower left")
     if title:
         ax.set_title(title)
     return fig
