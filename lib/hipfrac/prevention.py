@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipfrac import results
 from hipfrac.variation import observed_expected, wilson_ci
 
 DAYS_PER_YEAR = 365.25
@@ -53,6 +54,98 @@ def _need(df: pd.DataFrame, cols, what: str) -> None:
 def round_half_up(x: float) -> int:
     """Round to the nearest integer, halves up (as spreadsheets do: 484.5 -> 485, 3447.5 -> 3448)."""
     return int(math.floor(x + 0.5 + 1e-9))
+
+
+# ==============================================================================================
+# Disclosure metadata (hipfrac.results): what every count of the results below counts
+# ==============================================================================================
+# Status variables (one per outcome definition; the same name and atoms wherever the same outcome is
+# counted in the same population, so that the run-level audit sees differences between tables):
+#   #treated_<indicator>  medication indicator of MED_INDICATORS: atoms "treated" / "untreated" among the
+#                         patients eligible for its window; the remainder = not eligible (died or
+#                         censored before the window ends). "#treated_before": everyone is eligible.
+#   #start<days>          persistence: "started" = first dispensing within <days> after the fracture.
+#   #persist              persistence horizons: atoms "r<k>s<j>" = at risk at the first k horizons,
+#                         still dispensed at the first j of them (j <= k; k = 0: at risk at none).
+#   #<outcome>            new fracture outcome (OUTCOMES) over time since the fracture, cut at the
+#                         horizons of `outcome_cuts`: atoms "fx(a,b]", "dead(a,b]", "cens(a,b]" (new
+#                         fracture, death, censoring in that interval of years; b = inf after the last cut).
+# Counts an attacker could compute from a row (non-events, steps between horizons, patients leaving the
+# risk set) are private columns (leading "_", never written) so the audit protects them when small.
+TREATED, UNTREATED = "treated", "untreated"
+
+
+def _status(indicator: str) -> str:
+    return f"#treated_{indicator}"
+
+
+def _uptake_meta(frame: pd.DataFrame, source: pd.DataFrame, dims) -> pd.DataFrame:
+    """Metadata of a frame of n (eligible), events (treated) and _n_pop (every patient of the row) for a
+    medication indicator (column `indicator`)."""
+    st = "#treated_{indicator}"
+    counts = {"n": {st: f"{TREATED}|{UNTREATED}"}, "events": {st: TREATED}, "_n_pop": {}}
+    ce = ["n", "events"]
+    derived = {c: ce for c in ("prop", "lower", "upper", "oe", "oe_lower", "oe_upper", "std_rate", "std_lower",
+                               "std_upper") if c in frame.columns}
+    if "expected" in frame.columns:  # a sum of model probabilities, not a count of persons
+        derived["expected"] = ["n"]
+    labels = [c for c in ("indicator", "window_days", "unit_level") if c in frame.columns]
+    return results.annotate(frame, counts=counts, dims=dims, derived=derived, labels=labels, private=["_n_pop"],
+                            source=source)
+
+
+def _group_sizes(cohort: pd.DataFrame, by: list[str], frame: pd.DataFrame) -> np.ndarray:
+    """Every patient of the cohort in each row's group (the population before eligibility)."""
+    if not by:
+        return np.full(len(frame), len(cohort), dtype=int)
+    size = cohort.groupby(by, observed=True, sort=True).size().rename("_size").reset_index()
+    return frame[by].merge(size, on=by, how="left")["_size"].fillna(0).astype(int).to_numpy()
+
+
+def _model_meta(res: pd.DataFrame, source: pd.DataFrame, indicator: str, used) -> pd.DataFrame:
+    """Metadata of a logistic model of an indicator: n = the eligible patients with every used column
+    present (#complete:<columns> = complete), n_dropped = the others; the coefficients are statistics."""
+    st, cc = _status(indicator), "#complete:" + ",".join(used)
+    return results.annotate(res, counts={"n": {st: f"{TREATED}|{UNTREATED}", cc: "complete"},
+                                         "n_dropped": {st: f"{TREATED}|{UNTREATED}", cc: "dropped"}},
+                            stats=[c for c in res.columns if c not in ("term", "n", "n_dropped")], labels=["term"],
+                            source=source)
+
+
+def outcome_cuts(params) -> tuple[float, ...]:
+    """Cut points (years since the fracture) of the new-fracture status variables: the CIF horizons, the
+    scenario horizon and the landmark, so that every table counting a new fracture uses the same atoms."""
+    p = params.prevention
+    cuts = {float(y) for y in p.cif_years} | {float(p.scenario_horizon_years), p.landmark_days / DAYS_PER_YEAR}
+    return tuple(sorted(cuts))
+
+
+class _Atoms:
+    """Atoms of a new-fracture status variable cut at `cuts` (years)."""
+
+    KINDS = ("fx", "dead", "cens")
+
+    def __init__(self, cuts):
+        self.cuts = sorted(float(c) for c in cuts)
+        edges = [0.0, *self.cuts, math.inf]
+        self.iv = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+    def _idx(self, t: float) -> int:
+        """Number of intervals ending at or before t (t must be 0, a cut or inf)."""
+        if t == 0:
+            return 0
+        if math.isinf(t):
+            return len(self.iv)
+        for i, c in enumerate(self.cuts):
+            if math.isclose(c, t, rel_tol=1e-9, abs_tol=1e-12):
+                return i + 1
+        raise ValueError(f"horizon {t:g} is not one of the cut points {self.cuts} (see outcome_cuts)")
+
+    def level(self, kinds, start: float = 0.0, stop: float = math.inf) -> str:
+        """Atoms of `kinds` in the intervals within (start, stop]."""
+        a, b = self._idx(start), self._idx(stop)
+        names = [f"{k}({lo:g},{hi:g}]" for lo, hi in self.iv[a:b] for k in kinds]
+        return "|".join(sorted(names))
 
 
 # ==============================================================================================
@@ -143,6 +236,9 @@ def budget_impact(budget, *, nnt_fracture: float = 20, counts: dict[str, float] 
         for col in ("cost_per_fracture", "savings"):
             sav[col] = [np.nan if pd.isna(v) else round_half_up(v * conv) for v in sav[col]]
         costs["annual_cost"] = [round_half_up(v * conv) for v in costs["annual_cost"]]
+    # from params only (no patient data): every number is a statistic
+    for f, lab in ((sav, "fracture_type"), (costs, "item"), (part, "participation")):
+        results.annotate(f, counts={}, stats=[c for c in f.columns if c != lab], labels=[lab], universe="params")
     return BudgetResult(savings=sav, costs=costs, participation=part)
 
 
@@ -164,15 +260,35 @@ def budget_for_cohort(cohort: pd.DataFrame, params) -> BudgetResult:
     usual = float(medication_uptake(cohort, indicators=[p.scenario_indicator])["prop"].iloc[0])
     b = p.budget
     units = annual / b.patients_per_unit if b.patients_per_unit > 0 else cohort["hospital"].nunique()
-    return budget_impact(b, nnt_fracture=p.nnt_fracture, counts={"hip": annual}, n_units=units,
-                         treated_share_usual=usual)
+    res = budget_impact(b, nnt_fracture=p.nnt_fracture, counts={"hip": annual}, n_units=units,
+                        treated_share_usual=usual)
+    # every number follows from the cohort's national size (and its national treated share): derived from
+    # the private count of every patient, so a tiny cohort could never publish it
+    frames = {}
+    for name in ("savings", "costs", "participation"):
+        f = getattr(res, name).copy()
+        f["_n_pop"] = len(cohort)
+        lab = [c for c in f.columns if c in ("fracture_type", "item", "participation")]
+        frames[name] = results.annotate(f, counts={"_n_pop": {}}, derived={c: ["_n_pop"] for c in f.columns
+                                                                            if c not in (*lab, "_n_pop")},
+                                        labels=lab, private=["_n_pop"], source=cohort)
+    return BudgetResult(**frames, currency=res.currency)
 
 
 def budget_table4_wide(result: BudgetResult) -> pd.DataFrame:
     """Table 4 laid out as in seed 001: rows savings / costs / net saving, one column per participation."""
-    t = result.participation.set_index("participation")[["savings", "costs", "net_saving"]].T
+    part = result.participation
+    t = part.set_index("participation")[["savings", "costs", "net_saving"]].T
     t.columns = [f"{round(100 * c)} %" for c in t.columns]
-    return t.reset_index(names="item")
+    t = t.reset_index(names="item")
+    vals = [c for c in t.columns if c != "item"]
+    m = part.attrs.get(results.KEY)
+    if m is not None and "_n_pop" in m["private"]:  # from a cohort: derived from its size, as the long table
+        t["_n_pop"] = int(part["_n_pop"].iloc[0])
+        return results.annotate(t, counts={"_n_pop": {}}, derived={c: ["_n_pop"] for c in vals}, labels=["item"],
+                                private=["_n_pop"], universe=m["universe"],
+                                population_conds=[tuple(c) for c in m["population"]])
+    return results.annotate(t, counts={}, stats=vals, labels=["item"], universe="params")
 
 
 # ==============================================================================================
@@ -242,7 +358,8 @@ def medication_uptake(cohort: pd.DataFrame, by: str | list[str] | None = None,
 
     by: grouping column(s) (e.g. "res_region", "hospital", "year") or None for the nation.
     indicators: labels of MED_INDICATORS. Denominators: see `eligible_for_window`.
-    Returns tidy rows: [by...], indicator, window_days, n, events, prop, lower, upper.
+    Returns tidy rows: [by...], indicator, window_days, n, events, prop, lower, upper (and the private
+    _n_pop, every patient of the group), an annotated result (status variable #treated_<indicator>).
     """
     by = [by] if isinstance(by, str) else list(by or [])
     _need(cohort, by + ["followup_days"] + [MED_INDICATORS[i][0] for i in indicators], "medication_uptake")
@@ -257,7 +374,9 @@ def medication_uptake(cohort: pd.DataFrame, by: str | list[str] | None = None,
         g.insert(len(by), "indicator", ind)
         g.insert(len(by) + 1, "window_days", np.nan if window is None else float(window))
         out.append(g)
-    return _with_proportion(pd.concat(out, ignore_index=True))
+    res = _with_proportion(pd.concat(out, ignore_index=True))
+    res["_n_pop"] = _group_sizes(cohort, by, res)
+    return _uptake_meta(res, cohort, {c: c for c in by})
 
 
 def _with_proportion(res: pd.DataFrame) -> pd.DataFrame:
@@ -320,7 +439,8 @@ def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
                    ) -> pd.DataFrame:
     """Treatment share by patient characteristic (one row per factor level; missing shown as "missing").
 
-    Returns: factor, level, n, events, prop, lower, upper (Wilson 95 % CI).
+    Returns: factor, level, n, events, prop, lower, upper (Wilson 95 % CI), private _n_pop; annotated
+    (each factor's levels are a classifying variable named by the factor).
     """
     col, window = MED_INDICATORS[indicator]
     _need(cohort, [col, "followup_days", *factors], "who_is_treated")
@@ -330,8 +450,14 @@ def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
         lev = d[f].astype("object").where(d[f].notna(), "missing").astype(str)
         g = d.groupby(lev, sort=True)[col].agg(n="size", events="sum").reset_index(names="level")
         g.insert(0, "factor", f)
+        pop = cohort[f].astype("object").where(cohort[f].notna(), "missing").astype(str).value_counts()
+        g["_n_pop"] = g["level"].map(pop).fillna(0).astype(int).to_numpy()
         out.append(g)
-    return _with_proportion(pd.concat(out, ignore_index=True))
+    res = _with_proportion(pd.concat(out, ignore_index=True))
+    st = _status(indicator)
+    return results.annotate(res, counts={"n": {st: f"{TREATED}|{UNTREATED}"}, "events": {st: TREATED}, "_n_pop": {}},
+                            dims={"level": "{factor}"}, derived={c: ["n", "events"] for c in ("prop", "lower", "upper")},
+                            labels=["factor"], private=["_n_pop"], source=cohort)
 
 
 def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_band)", "C(sex)"),
@@ -360,7 +486,7 @@ def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_
                         "upper": np.exp(ci[1].values), "p": fit.pvalues.values})
     res["n"] = len(complete)
     res["n_dropped"] = len(d) - len(complete)
-    return res
+    return _model_meta(res, cohort, indicator, used)
 
 
 # ==============================================================================================
@@ -396,7 +522,48 @@ def persistence(cohort: pd.DataFrame, years=(1, 3), grace_days: float = 180, by:
             g = pd.DataFrame({"n": [int(at_risk.sum())], "events": [int(still.sum())]})
         g.insert(1 if by else 0, "years", float(t))
         out.append(g)
-    return _with_proportion(pd.concat(out, ignore_index=True))
+    res = _with_proportion(pd.concat(out, ignore_index=True))
+    return _persistence_meta(res, cohort, d, list(years), by, start_within_days)
+
+
+def _persistence_meta(res: pd.DataFrame, cohort: pd.DataFrame, starters: pd.DataFrame, years: list, by,
+                      start_within_days: float) -> pd.DataFrame:
+    """Metadata of a persistence frame: population = starters (#start<days> = started), status #persist
+    (see the module's status variables); private: starters of the row (_n_pop), the non-events
+    (_n_stopped) and the patients leaving the risk set since the previous horizon (_n_left)."""
+    hz = sorted(float(t) for t in years)
+    k = {t: i + 1 for i, t in enumerate(hz)}
+    K = len(hz)
+
+    def atoms(m_risk: int, m_still: int, still: bool) -> str:
+        # at risk at horizons >= m_risk; still dispensed at >= m_still (still) / not (not still)
+        a = [f"r{kk}s{j}" for kk in range(m_risk, K + 1) for j in range(0, kk + 1)
+             if (j >= m_still if still else j < m_still)]
+        return "|".join(sorted(a))
+
+    keys = [by] if by else []
+    sizes = starters.groupby(keys, sort=True).size() if by else None
+    res["_n_pop"] = (res[by].map(sizes).fillna(0).astype(int).to_numpy() if by else len(starters))
+    res = res.sort_values([*keys, "years"], kind="stable")
+    prev_n = res.groupby(keys, sort=False)["n"].shift(1) if by else res["n"].shift(1)
+    res["_n_left"] = np.where(prev_n.isna(), res["_n_pop"], prev_n) - res["n"]
+    res["_n_stopped"] = res["n"] - res["events"]
+    m = res["years"].map(k)
+    prev_m = m - 1
+    res["_lv_n"] = [atoms(i, 0, True) for i in m]
+    res["_lv_ev"] = [atoms(i, i, True) for i in m]
+    res["_lv_stop"] = [atoms(i, i, False) for i in m]
+    res["_lv_left"] = ["|".join(sorted(f"r{kk}s{j}" for kk in range(pm, i) for j in range(0, kk + 1)))
+                       for i, pm in zip(m, prev_m)]
+    res = res.sort_index()
+    st, ps = f"#start{start_within_days:g}", "#persist"
+    counts = {"n": {st: "started", ps: "{_lv_n}"}, "events": {st: "started", ps: "{_lv_ev}"},
+              "_n_pop": {st: "started"}, "_n_stopped": {st: "started", ps: "{_lv_stop}"},
+              "_n_left": {st: "started", ps: "{_lv_left}"}}
+    return results.annotate(res, counts=counts, dims={by: by} if by else {},
+                            derived={c: ["n", "events"] for c in ("prop", "lower", "upper")},
+                            labels=["years", "_lv_n", "_lv_ev", "_lv_stop", "_lv_left"],
+                            private=["_n_pop", "_n_stopped", "_n_left"], source=cohort)
 
 
 # ==============================================================================================
@@ -429,12 +596,14 @@ def fracture_competing_data(cohort: pd.DataFrame, outcome: str = "second_hip_fra
 
 
 def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture", years=(1, 2, 5, 10),
-                     by: str | None = None) -> pd.DataFrame:
+                     by: str | None = None, cuts=None) -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of a new fracture, death as competing risk, at `years`.
 
     Uses hipfrac.competing.cumulative_incidence (Gray's variance, log(-log) 95 % limits). Horizons after
     the last follow-up of a group are missing. Returns: [by], outcome, years, n (patients in the group),
-    events (new fractures observed by the horizon), n_risk (still followed), cif, lower, upper.
+    events (new fractures observed by the horizon), n_risk (still followed), cif, lower, upper; annotated
+    with the status variable #<outcome> cut at `cuts` (years; default `years`; pass `outcome_cuts(params)`
+    so that every table of a run counting this outcome uses the same atoms).
     """
     from hipfrac import competing
 
@@ -449,7 +618,71 @@ def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture",
     else:
         out = out.assign(n=len(d))
     out.insert(len(keys), "outcome", outcome)
-    return out[[*keys, "outcome", "years", "n", "events", "n_risk", "cif", "lower", "upper"]]
+    out = out[[*keys, "outcome", "years", "n", "events", "n_risk", "cif", "lower", "upper"]].reset_index(drop=True)
+    return _cif_meta(out, cohort, keys, {by: by} if by else {}, years if cuts is None else cuts)
+
+
+def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: dict, cuts) -> pd.DataFrame:
+    """Metadata of a CIF horizon frame: n = every atom of #<outcome>, events = new fractures by the horizon,
+    n_risk = every atom after it; private: the steps since the previous horizon (_fx_step new fractures,
+    _exit_step deaths and censorings, _left_step everyone leaving the risk set), _exits (deaths and
+    censorings by the horizon) and _nonev (n - events)."""
+    at = _Atoms(cuts)
+    out = out.copy()
+    order = out.sort_values([*keys, "outcome", "years"], kind="stable").index
+    o = out.loc[order]
+    grp = o.groupby([*keys, "outcome"], sort=False)
+    prev_t = grp["years"].shift(1).fillna(0.0)
+    prev_ev = grp["events"].shift(1).fillna(0.0)
+    prev_risk = grp["n_risk"].shift(1)
+    prev_risk = prev_risk.where(prev_t > 0, o["n"])
+    o["_fx_step"] = o["events"] - prev_ev
+    o["_left_step"] = prev_risk - o["n_risk"]
+    o["_exit_step"] = o["_left_step"] - o["_fx_step"]
+    o["_exits"] = o["n"] - o["events"] - o["n_risk"]
+    o["_nonev"] = o["n"] - o["events"]
+    ts = list(zip(prev_t, o["years"].astype(float)))
+    o["_lv_n"] = at.level(at.KINDS)
+    o["_lv_ev"] = [at.level(["fx"], 0, t) for _, t in ts]
+    o["_lv_risk"] = [at.level(at.KINDS, t) for _, t in ts]
+    o["_lv_fx_step"] = [at.level(["fx"], a, t) for a, t in ts]
+    o["_lv_left_step"] = [at.level(at.KINDS, a, t) for a, t in ts]
+    o["_lv_exit_step"] = [at.level(["dead", "cens"], a, t) for a, t in ts]
+    o["_lv_exits"] = [at.level(["dead", "cens"], 0, t) for _, t in ts]
+    o["_lv_nonev"] = ["|".join(sorted(set(at.level(at.KINDS).split("|")) - set(ev.split("|"))))
+                      for ev in o["_lv_ev"]]
+    out = o.loc[out.index]
+    st = "#{outcome}"
+    counts = {"n": {st: "{_lv_n}"}, "events": {st: "{_lv_ev}"}, "n_risk": {st: "{_lv_risk}"}}
+    private = {"_fx_step": "{_lv_fx_step}", "_left_step": "{_lv_left_step}", "_exit_step": "{_lv_exit_step}",
+               "_exits": "{_lv_exits}", "_nonev": "{_lv_nonev}"}
+    counts.update({c: {st: lv} for c, lv in private.items()})
+    lvs = [c for c in out.columns if c.startswith("_lv_")]
+    return results.annotate(out, counts=counts, dims=dims,
+                            derived={c: ["n", "events", "n_risk"] for c in ("cif", "lower", "upper")},
+                            labels=["outcome", "years", *[c for c in ("by",) if c in out.columns], *lvs],
+                            private=list(private), source=source)
+
+
+def new_fracture_cifs(cohort: pd.DataFrame, params, outcomes=tuple(OUTCOMES), by=("sex", "res_region")
+                      ) -> pd.DataFrame:
+    """`new_fracture_cif` at params.prevention.cif_years for each outcome, overall and by each column of
+    `by`, stacked: outcome, by ("all" or the column), group, years, n, events, n_risk, cif, lower, upper
+    (annotated; one status variable per outcome, cut at `outcome_cuts(params)`)."""
+    cuts = outcome_cuts(params)
+    years = params.prevention.cif_years
+    frames = []
+    for o in outcomes:
+        for b in (None, *by):
+            f = new_fracture_cif(cohort, o, years, by=b, cuts=cuts)
+            f = f.rename(columns={b: "group"}).assign(by=b) if b else f.assign(group="all", by="all")
+            frames.append(pd.DataFrame(f))
+    res = pd.concat(frames, ignore_index=True)
+    hidden = [c for c in res.columns if c.startswith("_")]
+    res = res[["outcome", "by", "group", "years", "n", "events", "n_risk", "cif", "lower", "upper", *hidden]]
+    res["group"] = res["group"].astype(str)
+    return _cif_meta(res[[c for c in res.columns if c not in hidden]], cohort, ["by", "group"],
+                     {"group": "{by}"}, cuts)
 
 
 # ==============================================================================================
@@ -748,7 +981,9 @@ def uptake_by_units(cohort: pd.DataFrame, units, indicator: str = "12m", casemix
     """Crude and case-mix adjusted treatment shares for several unit levels, stacked.
 
     Returns: unit_level, unit, indicator, n, events, prop, lower, upper (crude, Wilson), expected, oe,
-    oe_lower, oe_upper, std_rate, std_lower, std_upper (indirectly standardised, see `uptake_adjusted`).
+    oe_lower, oe_upper, std_rate, std_lower, std_upper (indirectly standardised, see `uptake_adjusted`),
+    private _n_pop; annotated (expected, a sum of model probabilities, is withheld with n; O/E and the
+    standardised shares with the counts).
     """
     frames = []
     exp_p = expected_treated(cohort, indicator, list(casemix))
@@ -761,24 +996,43 @@ def uptake_by_units(cohort: pd.DataFrame, units, indicator: str = "12m", casemix
         m = m.rename(columns={level: "unit"})
         m.insert(0, "unit_level", level)
         frames.append(m.drop(columns=["window_days"]))
-    return pd.concat(frames, ignore_index=True)
+    return _uptake_meta(pd.concat(frames, ignore_index=True), cohort, {"unit": "{unit_level}"})
 
 
 def unit_funnel(cohort: pd.DataFrame, unit: str, indicator: str = "12m", levels=(0.95, 0.998)):
     """Funnel statistics of the crude treatment share per unit around the national share.
 
-    Returns (funnel, info, limits): hipfrac.variation.funnel_table frame and info, and exact binomial
-    limits over a grid of n for drawing.
+    Returns (funnel, info, limits): hipfrac.variation.funnel_table frame (annotated, with the indicator
+    and the private _n_pop) and info, and exact binomial limits over a grid of n for drawing.
     """
     from hipfrac import variation
 
     col, window = MED_INDICATORS[indicator]
     d = cohort.loc[eligible_for_window(cohort, window), [unit, col]]
     funnel, info = variation.funnel_table(d, unit, col, levels=levels)
+    funnel["_n_pop"] = _group_sizes(cohort, [unit], funnel)
+    funnel.insert(1, "indicator", indicator)
+    lim_cols = [c for c in funnel.columns if c.startswith(("lower_", "upper_"))]
+    other = [c for c in funnel.columns if c not in (unit, "indicator", "n", "events", "_n_pop", *lim_cols)]
+    results.annotate(funnel, counts={"n": {"#treated_{indicator}": f"{TREATED}|{UNTREATED}"},
+                                     "events": {"#treated_{indicator}": TREATED}, "_n_pop": {}},
+                     dims={unit: unit}, derived={**{c: ["n", "events"] for c in other}, **{c: ["n"] for c in lim_cols}},
+                     labels=["indicator"], private=["_n_pop"], source=cohort)
     n_max = int(max(funnel["n"].max(), 10))
     grid = np.unique(np.round(np.geomspace(5, n_max * 1.1, 120)).astype(int))
     limits = variation.funnel_limits(grid, info["target"], levels)
     return funnel, info, limits
+
+
+def funnel_outside(funnel: pd.DataFrame, shown: pd.DataFrame, level: str = "99.8") -> pd.DataFrame:
+    """The units of `funnel` (a `unit_funnel` result) outside its `level` limits, chosen on `shown` (its
+    protected copy, e.g. Exporter.protect(funnel)): a unit whose flag is withheld is not listed, so the
+    list itself never tells a withheld flag. Returns the rows of the result (metadata kept)."""
+    col = f"outside_{level}"
+    if len(shown) != len(funnel):
+        raise ValueError("funnel_outside: `shown` must be the protected copy of `funnel` (same rows)")
+    flag = shown[col].astype(object).where(shown[col].notna(), "")
+    return funnel.loc[(flag != "").to_numpy()].reset_index(drop=True)
 
 
 def unit_random_effect(cohort: pd.DataFrame, unit: str, indicator: str = "12m", casemix=()) -> pd.DataFrame:
@@ -797,7 +1051,11 @@ def unit_random_effect(cohort: pd.DataFrame, unit: str, indicator: str = "12m", 
                      "sigma2_lower": fit.sigma2_ci[0], "sigma2_upper": fit.sigma2_ci[1], "mor": fit.mor,
                      "mor_lower": fit.mor_ci[0], "mor_upper": fit.mor_ci[1], "n_obs": fit.n_obs,
                      "n_groups": fit.n_groups})
-    return pd.DataFrame(rows)
+    res = pd.DataFrame(rows)
+    # n_obs: the eligible patients of the indicator (the same cell as medication_uptake's national n)
+    return results.annotate(res, counts={"n_obs": {_status(indicator): f"{TREATED}|{UNTREATED}"}},
+                            stats=["sigma2", "sigma2_lower", "sigma2_upper", "mor", "mor_lower", "mor_upper",
+                                   "n_groups"], labels=["model", "unit", "indicator"], source=cohort)
 
 
 def treatment_effects(cohort: pd.DataFrame, params, outcomes=("second_hip_fracture", "any_new_fracture"),
@@ -817,10 +1075,32 @@ def treatment_effects(cohort: pd.DataFrame, params, outcomes=("second_hip_fractu
             r = s.set_index("term").loc[term]
             eff.append({"outcome": outcome, "analysis": name, "hr": r["hr"], "lower": r["lower"],
                         "upper": r["upper"], "p": r["p"], "n_patients": info["n_patients"],
-                        "n_events": info["n_events"]})
+                        "n_events": info["n_events"],
+                        "_from": p.landmark_days / DAYS_PER_YEAR if "landmark_days" in info else 0.0})
             models.append(s.assign(outcome=outcome, analysis=name))
     models = pd.concat(models, ignore_index=True)
-    return pd.DataFrame(eff), models[["outcome", "analysis", *[c for c in models.columns if c not in ("outcome", "analysis")]]]
+    models = models[["outcome", "analysis", *[c for c in models.columns if c not in ("outcome", "analysis")]]]
+    stats_cols = [c for c in models.columns if c not in ("outcome", "analysis", "term")]
+    results.annotate(models, counts={}, stats=stats_cols, labels=["outcome", "analysis", "term"], source=cohort)
+    return _effects_meta(pd.DataFrame(eff), cohort, outcome_cuts(params)), models
+
+
+def _effects_meta(eff: pd.DataFrame, source: pd.DataFrame, cuts) -> pd.DataFrame:
+    """Metadata of the treatment-effect rows: patients = new users (#treated_before = untreated), for the
+    landmark analysis those still followed and free of the outcome at the landmark; events = their new
+    fractures (#<outcome>); private _n_nonev = patients - events."""
+    at = _Atoms(cuts)
+    eff["_lv_pat"] = [at.level(at.KINDS, a) for a in eff["_from"]]
+    eff["_lv_ev"] = [at.level(["fx"], a) for a in eff["_from"]]
+    eff["_lv_nonev"] = [at.level(["dead", "cens"], a) for a in eff["_from"]]
+    eff["_n_nonev"] = eff["n_patients"] - eff["n_events"]
+    nu, st = {_status("before"): UNTREATED}, "#{outcome}"
+    eff = eff.drop(columns="_from")
+    return results.annotate(eff, counts={"n_patients": {**nu, st: "{_lv_pat}"}, "n_events": {**nu, st: "{_lv_ev}"},
+                                         "_n_nonev": {**nu, st: "{_lv_nonev}"}},
+                            stats=["hr", "lower", "upper", "p"],
+                            labels=["outcome", "analysis", "_lv_pat", "_lv_ev", "_lv_nonev"], private=["_n_nonev"],
+                            source=source)
 
 
 def scenarios_for_cohort(cohort: pd.DataFrame, params, hr: float | None = None) -> pd.DataFrame:
@@ -829,6 +1109,8 @@ def scenarios_for_cohort(cohort: pd.DataFrame, params, hr: float | None = None) 
     With NNTs from params (analysis "nnt"); if `hr` (treatment HR for second hip fracture) is given, also
     with the estimated absolute risk reduction CIF(horizon) x (1 - hr), CIF = the cohort's cumulative
     incidence of second hip fracture at params.prevention.scenario_horizon_years (analysis "estimated").
+    Annotated: n and events (eligible and treated patients of the unit, status #treated_<indicator>) are
+    counts; the per-year numbers, shares and gains are derived from them.
     """
     p = params.prevention
     unit = p.units[0]
@@ -843,4 +1125,21 @@ def scenarios_for_cohort(cohort: pd.DataFrame, params, hr: float | None = None) 
             arr = float(cif) * (1 - hr)
             out.append(prevention_scenarios(rates, **kw, risk_reduction=arr).assign(effect="estimated"))
     res = pd.concat(out, ignore_index=True)
-    return res[["effect", *[c for c in res.columns if c != "effect"]]]
+    res = res[["effect", *[c for c in res.columns if c != "effect"]]]
+    # the counts behind each row (the eligible and treated patients of the unit; the total: all of them)
+    cnt = rates[[unit, "n", "events", "_n_pop"]].copy()
+    cnt[unit] = cnt[unit].astype(str)
+    tot = pd.DataFrame({unit: ["total"], "n": [cnt["n"].sum()], "events": [cnt["events"].sum()],
+                        "_n_pop": [len(cohort)]})
+    cnt = pd.concat([cnt, tot], ignore_index=True)
+    res[unit] = res[unit].astype(str)
+    res = res.merge(cnt, on=unit, how="left").assign(indicator=p.scenario_indicator)
+    res = res[["effect", "scenario", unit, "indicator", "n", "events", *[c for c in res.columns if c not in (
+        "effect", "scenario", unit, "indicator", "n", "events")]]]
+    derived = {"n_per_year": ["n"], "treated_per_year": ["events"]}
+    derived |= {c: ["n", "events"] for c in ("share", "scenario_share", "additional_treated", "avoided_fractures",
+                                              "avoided_deaths")}
+    return results.annotate(
+        res, counts={"n": {"#treated_{indicator}": f"{TREATED}|{UNTREATED}"}, "events": {"#treated_{indicator}": TREATED},
+                     "_n_pop": {}}, dims={unit: unit}, derived=derived, labels=["effect", "scenario", "indicator"],
+        private=["_n_pop"], source=cohort)

@@ -1,6 +1,7 @@
 """Figures for secondary prevention (notebook 04). Each function takes tidy, already disclosure-checked
-frames from hipfrac.prevention (suppressed values are missing and drawn as gaps or grey) and returns a
-matplotlib Figure."""
+frames from hipfrac.prevention (the protected copies the Exporter passes to `out.figure(name, plot, result)`)
+and returns a matplotlib Figure. Withheld values (missing) are drawn as grey crosses on the axis with a
+legend entry "withheld", never as a blank that would read as missing data."""
 
 from __future__ import annotations
 
@@ -14,19 +15,42 @@ DANISH_SECOND_HIP = {1.0: 0.09, 5.0: 0.20}
 SWEDISH_PERSISTENCE = {1.0: 0.50, 3.0: 0.20}  # 50 % still collect after 1 year, < 20 % after 3 years
 
 
+WITHHELD = "withheld (small count)"
+
+
+def _withheld(ax, xs, ys, *, label: bool = True) -> None:
+    """Grey crosses where a value is withheld, with one legend entry."""
+    xs, ys = list(xs), list(ys)
+    if xs:
+        ax.scatter(xs, ys, marker="x", color=style.GREY, s=18, zorder=4, clip_on=False,
+                   label=WITHHELD if label else None)
+
+
+def _has_withheld(ax) -> bool:
+    return WITHHELD in ax.get_legend_handles_labels()[1]
+
+
 def _pct(ax, axis="x"):
     from matplotlib.ticker import PercentFormatter
 
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
-def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", national: float | None = None,
-                   target: float | None = None, title: str = "") -> object:
-    """Dot-and-interval chart of treatment shares per unit (sorted by value; missing values in grey).
+def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", lower: str = "lower",
+                   upper: str = "upper", national=None, target: float | None = None, title: str = "") -> object:
+    """Dot-and-interval chart of treatment shares per unit (sorted by value; withheld values as grey
+    crosses with a legend entry).
 
     frame: one row per unit with `unit`, `value`, `lower`, `upper` (e.g. medication_uptake for one
-    indicator, or uptake_adjusted with value="std_rate").
+    indicator, or uptake_by_units with value="std_rate", lower="std_lower", upper="std_upper").
+    national: the national share (a number, or a frame whose "prop" column holds it; withheld: no line).
     """
+    if isinstance(national, pd.DataFrame):
+        v = pd.to_numeric(national["prop"], errors="coerce").dropna()
+        national = float(v.iloc[0]) if len(v) else None
+    if (lower, upper) != ("lower", "upper"):
+        frame = frame.drop(columns=[c for c in ("lower", "upper") if c in frame.columns]).rename(
+            columns={lower: "lower", upper: "upper"})
     d = frame.sort_values([value, unit], na_position="first").reset_index(drop=True)
     fig, ax = style.subplots("single", aspect=max(0.5, 0.09 * len(d) + 0.25))
     y = np.arange(len(d))
@@ -34,8 +58,7 @@ def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", natio
     ax.errorbar(d.loc[ok, value], y[ok], xerr=[d.loc[ok, value] - d.loc[ok, "lower"],
                                              d.loc[ok, "upper"] - d.loc[ok, value]],
                 fmt="o", color=style.PALETTE[0], ecolor=style.GREY, capsize=0)
-    for yy in y[~ok.to_numpy()]:
-        ax.text(0, yy, "  suppressed", va="center", fontsize=6, color=style.GREY)
+    _withheld(ax, [0] * int((~ok).sum()), y[~ok.to_numpy()])
     if national is not None:
         ax.axvline(national, color="black", lw=0.8, ls="--", label=f"national {national:.1%}")
     if target is not None:
@@ -45,7 +68,7 @@ def uptake_by_unit(frame: pd.DataFrame, unit: str, *, value: str = "prop", natio
     ax.set_xlim(0, 1.1 * right if np.isfinite(right) and right > 0 else 1)
     _pct(ax)
     ax.set_xlabel("Share treated")
-    if national is not None or target is not None:
+    if national is not None or target is not None or not ok.all():
         ax.legend(loc="best")
     ax.set_title(title)
     return fig
@@ -64,7 +87,14 @@ def uptake_funnel(funnel: pd.DataFrame, limits: pd.DataFrame, *, target: float, 
     ax.axhline(target, color="black", lw=0.8)
     out = funnel.get("outside_99.8", pd.Series("", index=funnel.index)).fillna("")
     colours = np.where(out == "high", style.PALETTE[2], np.where(out == "low", style.PALETTE[3], style.PALETTE[0]))
-    ax.scatter(funnel["n"], funnel["prop"], s=10, c=colours, zorder=3)
+    n = pd.to_numeric(funnel["n"], errors="coerce").astype(float)
+    prop = pd.to_numeric(funnel["prop"], errors="coerce").astype(float)
+    ok = (n.notna() & prop.notna()).to_numpy()
+    ax.scatter(n[ok], prop[ok], s=10, c=colours[ok], zorder=3)
+    _withheld(ax, n[~ok & n.notna().to_numpy()], [0] * int((~ok & n.notna().to_numpy()).sum()))
+    hidden = int(n.isna().sum())
+    if hidden:
+        ax.plot([], [], ls="none", marker="x", color=style.GREY, label=f"{hidden} unit(s) withheld entirely")
     ax.set_xlabel("Patients (n)")
     ax.set_ylabel("Share treated")
     _pct(ax, "y")
@@ -79,8 +109,11 @@ def uptake_trend(trend: pd.DataFrame, *, x: str = "year", group: str = "indicato
     fig, ax = style.subplots("single")
     for i, (key, g) in enumerate(trend.sort_values(x).groupby(group, sort=True)):
         c = style.PALETTE[i % len(style.PALETTE)]
-        ax.plot(g[x], g["prop"], marker="o", color=c, label=str(key))
-        ax.fill_between(g[x], g["lower"].astype(float), g["upper"].astype(float), color=c, alpha=0.15, lw=0)
+        p = pd.to_numeric(g["prop"], errors="coerce").astype(float)
+        ax.plot(g[x], p, marker="o", color=c, label=str(key))
+        ax.fill_between(g[x], pd.to_numeric(g["lower"], errors="coerce").astype(float),
+                        pd.to_numeric(g["upper"], errors="coerce").astype(float), color=c, alpha=0.15, lw=0)
+        _withheld(ax, g.loc[p.isna().to_numpy(), x], [0] * int(p.isna().sum()), label=not _has_withheld(ax))
     ax.set_xlabel("Year of fracture")
     ax.set_ylabel("Share treated")
     _pct(ax, "y")
@@ -101,8 +134,11 @@ def cif_by_group(cif: pd.DataFrame, *, by: str | None = None, reference: dict | 
         off = (i - (k - 1) / 2) * 0.12
         c = style.PALETTE[i % len(style.PALETTE)]
         g = g.sort_values("years")
-        ax.errorbar(g["years"] + off, g["cif"], yerr=[g["cif"] - g["lower"], g["upper"] - g["cif"]],
+        v, lo, hi = (pd.to_numeric(g[k], errors="coerce").astype(float) for k in ("cif", "lower", "upper"))
+        ax.errorbar(g["years"] + off, v, yerr=[v - lo, hi - v],
                     fmt="o-", color=c, capsize=0, label="all" if key is None else str(key))
+        _withheld(ax, g.loc[v.isna().to_numpy(), "years"] + off, [0] * int(v.isna().sum()),
+                  label=not _has_withheld(ax))
     if reference:
         ax.scatter(list(reference), list(reference.values()), marker="x", color="black", zorder=4,
                    label="Denmark (seed 001)")
@@ -119,9 +155,10 @@ def persistence_bars(per: pd.DataFrame, *, reference: dict | None = SWEDISH_PERS
     """Share of starters still dispensed 1 and 3 years after starting, with the Swedish figures."""
     fig, ax = style.subplots("single", aspect=0.6)
     x = np.arange(len(per))
-    ax.bar(x, per["prop"], color=style.PALETTE[0], label="this cohort")
-    ax.errorbar(x, per["prop"], yerr=[per["prop"] - per["lower"], per["upper"] - per["prop"]], fmt="none",
-                ecolor="black", capsize=2)
+    v, lo, hi = (pd.to_numeric(per[k], errors="coerce").astype(float) for k in ("prop", "lower", "upper"))
+    ax.bar(x, v.fillna(0), color=style.PALETTE[0], label="this cohort")
+    ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="none", ecolor="black", capsize=2)
+    _withheld(ax, x[v.isna().to_numpy()], [0] * int(v.isna().sum()))
     if reference:
         ref = [reference.get(float(t), np.nan) for t in per["years"]]
         ax.scatter(x, ref, marker="D", color=style.PALETTE[1], zorder=3, label="Sweden (seed 002)")
@@ -142,9 +179,12 @@ def scenario_shares(sc: pd.DataFrame, *, unit: str, title: str = "") -> object:
     for ax, name in zip(axes, scen):
         g = sc[sc["scenario"] == name].reset_index(drop=True)
         y = np.arange(len(g))
-        ax.hlines(y, g["share"], g["scenario_share"], color=style.GREY)
-        ax.scatter(g["share"], y, color=style.PALETTE[3], label="now", zorder=3)
-        ax.scatter(g["scenario_share"], y, color=style.PALETTE[2], label="scenario", zorder=3)
+        now = pd.to_numeric(g["share"], errors="coerce").astype(float)
+        then = pd.to_numeric(g["scenario_share"], errors="coerce").astype(float)
+        ax.hlines(y, now, then, color=style.GREY)
+        ax.scatter(now, y, color=style.PALETTE[3], label="now", zorder=3)
+        ax.scatter(then, y, color=style.PALETTE[2], label="scenario", zorder=3)
+        _withheld(ax, [0] * int(now.isna().sum()), y[now.isna().to_numpy()])
         ax.set_yticks(y, g[unit].astype(str))
         ax.set_xlim(0, 1)
         _pct(ax)
@@ -159,8 +199,11 @@ def budget_participation(part: pd.DataFrame, *, currency: str = "NOK", title: st
     fig, ax = style.subplots("single", aspect=0.65)
     x = np.arange(len(part))
     w = 0.38
-    ax.bar(x - w / 2, part["savings"] / 1e6, w, color=style.PALETTE[2], label="savings")
-    ax.bar(x + w / 2, part["costs"] / 1e6, w, color=style.PALETTE[3], label="costs")
+    sv, co = (pd.to_numeric(part[k], errors="coerce").astype(float) / 1e6 for k in ("savings", "costs"))
+    ax.bar(x - w / 2, sv.fillna(0), w, color=style.PALETTE[2], label="savings")
+    ax.bar(x + w / 2, co.fillna(0), w, color=style.PALETTE[3], label="costs")
+    _withheld(ax, np.r_[x[sv.isna().to_numpy()] - w / 2, x[co.isna().to_numpy()] + w / 2],
+              [0] * int(sv.isna().sum() + co.isna().sum()))
     ax.set_xticks(x, [f"{p:.0%}" for p in part["participation"]])
     ax.set_xlabel("Participation")
     ax.set_ylabel(f"Million {currency} per year")
@@ -170,7 +213,11 @@ def budget_participation(part: pd.DataFrame, *, currency: str = "NOK", title: st
 
 
 def hr_forest(rows: pd.DataFrame, *, label: str = "analysis", title: str = "") -> object:
-    """Forest plot of hazard ratios (hr, lower, upper) per row, log scale, line at 1."""
+    """Forest plot of hazard ratios (hr, lower, upper) per row, log scale, line at 1. label: a column, or
+    "outcome: analysis" to join those two columns."""
+    if label == "outcome: analysis":
+        rows = rows.assign(_label=rows["outcome"].astype(str).str.replace("_", " ") + ": " + rows["analysis"].astype(str))
+        label = "_label"
     fig, ax = style.subplots("single", aspect=max(0.35, 0.12 * len(rows) + 0.2))
     y = np.arange(len(rows))[::-1]
     ax.errorbar(rows["hr"], y, xerr=[rows["hr"] - rows["lower"], rows["upper"] - rows["hr"]], fmt="s",
