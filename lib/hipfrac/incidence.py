@@ -11,17 +11,25 @@ national population aged 50+ by sex and age band in one year (default: the first
 Variation across areas (health atlases): EQ (max/min), EQ2 (2nd highest / 2nd lowest), CV (%) of the
 standardised rates, and SCV (%) from observed and expected counts, expected from national stratum rates
 (indirect standardisation) over the whole period.
+
+Disclosure metadata (hipfrac.results): the rates are annotated results of universe ``incidence_fractures``
+(index hip fractures counted for incidence, NPR-only ones included: not the cohort's patients); events is
+the count (dimensions: the unit - referral area or region of residence, one hierarchy - and the year);
+the person-years (``n``, Statistics Norway's public population) are a statistic; every rate, interval and
+the observed and expected counts are derived from events. The atlas statistics are national summaries
+(statistics).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from hipfrac import variation
+from hipfrac import results, variation
 
 __all__ = ["PER", "area_variation", "incidence_data", "standard_population", "standardised_incidence"]
 
 PER = 100_000
+UNIVERSE = "incidence_fractures"
 STRATA = ["sex", "age_band5"]
 
 
@@ -92,7 +100,10 @@ def standardised_incidence(data: pd.DataFrame, unit: str = "referral_area", stan
     ref = (ref["events"] / ref["population"]).rename("rate").reset_index()
     ind = variation.indirect_standardise(data, units, STRATA, events="events", n="population", reference=ref)
     d = d.merge(ind[units + ["observed", "expected"]], on=units, how="left")
-    return d.sort_values(units).reset_index(drop=True)
+    d = d.sort_values(units).reset_index(drop=True)
+    return results.annotate(d, counts={"events": {}}, dims={c: c for c in units}, stats=["n"],
+                            derived={c: ["events"] for c in d.columns if c not in units + ["events", "n"]},
+                            universe=UNIVERSE, population_conds=[])
 
 
 def area_variation(rates: pd.DataFrame, annual: pd.DataFrame | None = None, unit: str = "referral_area"
@@ -107,4 +118,5 @@ def area_variation(rates: pd.DataFrame, annual: pd.DataFrame | None = None, unit
                   for _, g in annual.groupby("year", sort=True)]
         st = pd.concat([st, pd.DataFrame({"statistic": ["scv_annual_mean"],
                                           "value": [float(sum(yearly) / len(yearly))]})], ignore_index=True)
-    return st
+    return results.annotate(st, counts={}, labels=["statistic"], stats=["value"], universe=UNIVERSE,
+                            population_conds=[])
