@@ -126,7 +126,7 @@ def write_run(tmp: Path, frames: dict[str, pd.DataFrame], cohort: dict | None = 
     if write:
         for name, df in frames.items():
             df.to_csv(ext / f"{name}.csv", sep=";", index=False)
-    spec = {"run": "handmade", "synth": {"out_dir": str(ext), "format": "csv"},
+    spec = {"run": "handmade", "allow_outside_project": True, "synth": {"out_dir": str(ext), "format": "csv"},
             "cohort": {"out_dir": str(Path(tmp) / "cohort"), "period_start": "2013-01-01",
                        "period_end": "2023-12-31", "end_of_followup": "2024-12-31", **(cohort or {})}}
     if sources:

@@ -20,6 +20,7 @@ def tiny_params_file(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny")
     spec = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     spec["run"] = "tiny"
+    spec["allow_outside_project"] = True   # data directories in the test's temporary directory
     spec["synth"]["out_dir"] = str(d / "synthetic")
     spec.setdefault("cohort", {})["out_dir"] = str(d / "cohort")
     path = d / "tiny.yaml"

@@ -10,7 +10,7 @@ from hipfrac.params import load
 
 def synthetic_cohort(d: Path, *, scale: float, seed: int, run: str = "national"):
     """Generate the synthetic registry (scale, seed) under d, build its cohort; return (params, cohort)."""
-    spec = {"run": run, "synth": {"scale": scale, "seed": seed, "out_dir": str(d / "synthetic")},
+    spec = {"run": run, "allow_outside_project": True, "synth": {"scale": scale, "seed": seed, "out_dir": str(d / "synthetic")},
             "cohort": {"out_dir": str(d / "cohort")}}
     (d / f"{run}.yaml").write_text(yaml.safe_dump(spec))
     p = load(d / f"{run}.yaml")

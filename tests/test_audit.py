@@ -45,7 +45,7 @@ def _publish_b(params, d):
 def run(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPFRAC_OUTPUTS", str(tmp_path / "outputs"))
     pfile = tmp_path / "audrun.yaml"
-    pfile.write_text(yaml.safe_dump({"synth": {"out_dir": str(tmp_path / "syn")}}))
+    pfile.write_text(yaml.safe_dump({"allow_outside_project": True, "synth": {"out_dir": str(tmp_path / "syn")}}))
     params = load(pfile)
     monkeypatch.setenv("HIPFRAC_AUDIT_DIR", str(params.audit_dir))
     monkeypatch.delenv("HIPFRAC_AUDIT_PLAN", raising=False)

@@ -217,7 +217,7 @@ def test_national_scale_recovers_imperfections_and_coverage(tmp_path_factory):
     from hipfrac.params import load
 
     d = tmp_path_factory.mktemp("national")
-    spec = {"run": "national", "synth": {"scale": 1.0, "seed": 2026, "out_dir": str(d / "synthetic")},
+    spec = {"run": "national", "allow_outside_project": True, "synth": {"scale": 1.0, "seed": 2026, "out_dir": str(d / "synthetic")},
             "cohort": {"out_dir": str(d / "cohort")}}
     (d / "national.yaml").write_text(json.dumps(spec))
     params = load(d / "national.yaml")

@@ -27,7 +27,8 @@ def fake_run(tmp_path, monkeypatch):
     (syn / "truth.json").write_text('{"seed": 7}\n')
     pd.DataFrame({"a": [1, 2]}).to_parquet(coh / "cohort.parquet")
     pfile = tmp_path / "mrun.yaml"
-    pfile.write_text(yaml.safe_dump({"synth": {"out_dir": str(syn)}, "cohort": {"out_dir": str(coh)}}))
+    pfile.write_text(yaml.safe_dump({"allow_outside_project": True, "synth": {"out_dir": str(syn)},
+                                     "cohort": {"out_dir": str(coh)}}))
     return tmp_path, pfile
 
 

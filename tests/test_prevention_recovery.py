@@ -157,7 +157,7 @@ def _tiny_cohort(tmp, seed):
     from hipfrac import cohort, synth
     from hipfrac.params import load
 
-    spec = {"run": f"tiny{seed}", "synth": {"scale": 0.02, "seed": seed, "out_dir": str(tmp / "synthetic")},
+    spec = {"run": f"tiny{seed}", "allow_outside_project": True, "synth": {"scale": 0.02, "seed": seed, "out_dir": str(tmp / "synthetic")},
             "cohort": {"out_dir": str(tmp / "cohort")}}
     (tmp / "p.yaml").write_text(yaml.safe_dump(spec))
     p = load(tmp / "p.yaml")

@@ -12,7 +12,7 @@ from hipfrac.publish import PublishError, publish
 def params(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPFRAC_OUTPUTS", str(tmp_path / "outputs"))
     f = tmp_path / "pubrun.yaml"
-    f.write_text(yaml.safe_dump({"synth": {"out_dir": str(tmp_path / "syn")}}))
+    f.write_text(yaml.safe_dump({"allow_outside_project": True, "synth": {"out_dir": str(tmp_path / "syn")}}))
     return load(f)
 
 

@@ -24,7 +24,7 @@ def _params(tmp_path, tiny_synth, id_format):
     data = tmp_path / "extracts"
     if not data.exists():
         _relabel(tiny_synth, data)
-    spec = {"run": f"ids_{id_format}", "synth": {"enabled": False, "out_dir": str(data)},
+    spec = {"run": f"ids_{id_format}", "allow_outside_project": True, "synth": {"enabled": False, "out_dir": str(data)},
             "sources": {"id_format": id_format}, "cohort": {"out_dir": str(tmp_path / id_format)}}
     f = tmp_path / f"ids_{id_format}.yaml"
     f.write_text(yaml.safe_dump(spec))

@@ -32,6 +32,7 @@ def _cohort(tmp_path_factory, seed):
     root = tmp_path_factory.mktemp(f"rec{seed}")
     spec = yaml.safe_load(open("params/smoke.yaml"))
     spec.update(run=f"rec{seed}")
+    spec["allow_outside_project"] = True
     spec["synth"].update(scale=SCALE, seed=seed, out_dir=str(root / "synthetic"))
     spec.setdefault("cohort", {})["out_dir"] = str(root / "cohort")
     (root / "p.yaml").write_text(yaml.safe_dump(spec))

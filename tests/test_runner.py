@@ -22,7 +22,7 @@ def _notebook(path, body: str):
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPFRAC_OUTPUTS", str(tmp_path / "outputs"))
     pfile = tmp_path / "runx.yaml"
-    pfile.write_text(yaml.safe_dump({"synth": {"out_dir": str(tmp_path / "syn")}}))
+    pfile.write_text(yaml.safe_dump({"allow_outside_project": True, "synth": {"out_dir": str(tmp_path / "syn")}}))
     return tmp_path, pfile
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from hipfrac import safepaths
 from hipfrac.params import PROJECT_ROOT
 
 # target seconds at national scale (scale 1) and peak GB; None = no stated target
@@ -95,9 +96,7 @@ def run_scale(scale: float, stages: set[str] | None = None) -> list[dict]:
     for name, cmd in plan:
         print(f"  scale {scale:g}: {name} ...", flush=True)
         if name == "synth":  # time a fresh generation, not the cache hit
-            import shutil
-
-            shutil.rmtree(PROJECT_ROOT / "data" / "bench" / pfile.stem, ignore_errors=True)
+            safepaths.remove(PROJECT_ROOT / "data" / "bench" / pfile.stem)
         rec = {"scale": scale, "stage": name, **measure(cmd, env=env)}
         if rec["returncode"] != 0:
             print(rec["output_tail"], file=sys.stderr)
@@ -108,11 +107,9 @@ def run_scale(scale: float, stages: set[str] | None = None) -> list[dict]:
                         "peak_gb": max(r["peak_gb"] for r in records), "returncode": 0, "output_tail": ""})
     if not stages or "whole" in stages:
         # the whole pipeline as a researcher runs it: `make all` (parallel, one job per core) from scratch
-        import shutil
-
         for d in (PROJECT_ROOT / "data" / "bench" / pfile.stem, PROJECT_ROOT / "data" / "cohort" / pfile.stem,
                   PROJECT_ROOT / "outputs" / pfile.stem, PROJECT_ROOT / "outputs" / ".work" / pfile.stem):
-            shutil.rmtree(d, ignore_errors=True)
+            safepaths.remove(d)   # only directories hipfrac made (hipfrac.safepaths marker)
         for st in [*(PROJECT_ROOT / "data" / ".stamps").glob(f"{pfile.stem}.*"),
                    *(PROJECT_ROOT / "outputs" / ".work").glob(f"{pfile.stem}.published")]:
             st.unlink()

@@ -36,7 +36,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,7 +49,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from hipfrac import charlson, geography, ingest, schema
+from hipfrac import charlson, geography, ingest, safepaths, schema
+from hipfrac.params.cohort import ICD10_PREFIX
 from hipfrac.validate import DropLog, Problem, ValidationReport, Validator
 
 __all__ = ["CohortNotBuiltError", "FLOWCHART_COLUMNS", "build", "dictionary", "dictionary_markdown",
@@ -247,16 +247,14 @@ def build(params, force: bool = False, verbose: bool = True) -> Path:
         if verbose:
             print(f"cohort: up to date ({params.cohort_path})")
         return params.cohort_path
+    safepaths.check_replaceable(out_dir)   # refuse someone's folder before any work
     t0 = time.perf_counter()
     builder = _Builder(params, verbose=verbose)
     try:
         result = builder.run()
     finally:
         builder.close()
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = safepaths.make_owned(out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}")
     for name, df in result.items():
         if name == "cohort":
             pq.write_table(to_arrow(df), tmp / "cohort.parquet")
@@ -264,12 +262,7 @@ def build(params, force: bool = False, verbose: bool = True) -> Path:
             df.to_parquet(tmp / f"{name}.parquet", index=False)
     (tmp / "validation_report.txt").write_text(builder.report.text() + "\n", encoding="utf-8")
     (tmp / "fingerprint.json").write_text(json.dumps(fingerprint(params), indent=1, sort_keys=True))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    safepaths.replace(tmp, out_dir)   # only over a directory hipfrac made (marker), never someone's folder
     if verbose:
         fc = result["flowchart"]
         print(f"cohort: {len(result['cohort'])} index fractures ({fc['n_in'].iloc[0]} fracture events; "
@@ -295,7 +288,7 @@ class _Builder:
         self.p = params
         self.c = params.cohort
         self.verbose = verbose
-        tmpdir = params.cohort_dir.parent / f".duckdb-{params.run}-{os.getpid()}"
+        tmpdir = safepaths.make_owned(params.cohort_dir.parent / f".duckdb-{params.run}-{os.getpid()}")
         self.tmpdir = tmpdir
         self.con = duckdb.connect(config={"memory_limit": self.c.duckdb_memory_limit,
                                           "temp_directory": str(tmpdir), "threads": max(1, os.cpu_count() or 1),
@@ -308,7 +301,7 @@ class _Builder:
 
     def close(self):
         self.con.close()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        safepaths.remove(self.tmpdir)
 
     def log(self, msg: str):
         if self.verbose:
@@ -323,6 +316,9 @@ class _Builder:
     # -------------------------------------------------------------------------------------------
     def run(self) -> dict[str, pd.DataFrame]:
         self.read_and_validate()
+        # every extract is read: from here on DuckDB opens no file (no COPY ... TO, no read_csv of other
+        # files), whatever SQL text might reach it (params values only ever go in as bound parameters)
+        self.con.execute("SET enable_external_access = false")
         self.log("validated")
         self.events()
         self.log("fracture events")
@@ -476,14 +472,19 @@ class _Builder:
     def events(self):
         c = self.c
         hip = ", ".join(f"'{x}'" for x in HIP_CODES)
-        patho = "|".join(c.pathological_codes) or "NOMATCH"
+        # params values reach SQL only as bound parameters (and the codes are checked, also when the
+        # params object bypassed validation): a code is data, never SQL text
+        bad = [x for x in c.pathological_codes if not ICD10_PREFIX.match(str(x))]
+        if bad:
+            raise ValueError(f"cohort.pathological_codes: not ICD-10 codes or prefixes: {bad}")
+        patho = "(^| )(" + ("|".join(c.pathological_codes) or "NOMATCH") + ")"
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE npr_hip AS
             SELECT person_id, episode_id, hospital, admission_date,
                    coalesce(discharge_date, admission_date) AS discharge_date,
                    regexp_matches(coalesce(procedures, ''), '(^| )NF[BJ]') AS operated,
-                   regexp_matches(diag_main || ' ' || coalesce(diag_secondary, ''), '(^| )({patho})') AS patho
-            FROM t_npr_episodes WHERE substr(diag_main, 1, 4) IN ({hip})""")
+                   regexp_matches(diag_main || ' ' || coalesce(diag_secondary, ''), ?) AS patho
+            FROM t_npr_episodes WHERE substr(diag_main, 1, 4) IN ({hip})""", [patho])
         gap, win = c.new_fracture_gap_days, c.match_window_days
         # every operated stay (NCSP NFB*/NFJ*: primary hip fracture surgery) is a fracture of its own
         self.sql("""

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import results, variation
+from . import expr, results, variation
 
 UNIT_LEVELS = ("hospital", "hosp_trust", "hosp_region", "referral_area")
 TYPES = ("process", "outcome", "data_quality")
@@ -78,10 +78,11 @@ def _cohort_columns() -> set[str]:
     return set(yaml.safe_load(text)["columns"])
 
 
-def _names(expr: str) -> set[str]:
-    """Column names an expression refers to (attribute calls such as x.notna() count x)."""
-    tree = ast.parse(expr, mode="eval")
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {"True", "False", "None"}
+def _names(text: str) -> set[str]:
+    """Column names an expression refers to (attribute calls such as x.notna() count x); SyntaxError when
+    it does not parse, hipfrac.expr.ExprError when it leaves the expression language."""
+    ast.parse(text, mode="eval")
+    return expr.names(text) - {"True", "False", "None"}
 
 
 def load_catalogue(path: str | Path | None = None) -> dict[str, Indicator]:
@@ -142,6 +143,8 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, Indicator]:
                 names = _names(e[k])
             except SyntaxError as exc:
                 raise CatalogueError(f"{ctx}: {k} expression does not parse: {e[k]!r} ({exc.msg})") from None
+            except expr.ExprError as exc:
+                raise CatalogueError(f"{ctx}: {k}: {exc}") from None
             bad = sorted(names - columns)
             if bad:
                 raise CatalogueError(f"{ctx}: {k} uses column(s) {bad} not in the cohort dictionary")
@@ -163,14 +166,12 @@ def select(catalogue: dict[str, Indicator], ids: Sequence[str] = ()) -> list[Ind
     return [ind for iid, ind in catalogue.items() if not ids or iid in ids]
 
 
-def _mask(cohort: pd.DataFrame, expr: str, what: str) -> pd.Series:
-    # evaluate on the named columns only: pandas builds a resolver for every column of the frame,
-    # which on the wide cohort cost more than the expression itself
-    cols = [c for c in cohort.columns if c in _names(expr)]
+def _mask(cohort: pd.DataFrame, text: str, what: str) -> pd.Series:
+    # hipfrac.expr interprets the parsed expression (a whitelist of nodes): the text is never evaluated
     try:
-        m = cohort[cols].eval(expr, engine="python")
+        m = expr.evaluate(cohort, text)
     except Exception as exc:  # noqa: BLE001 - re-raised with the expression named
-        raise ValueError(f"cannot evaluate {what} expression {expr!r}: {exc}") from exc
+        raise ValueError(f"cannot evaluate {what} expression {text!r}: {exc}") from exc
     if np.isscalar(m):
         m = pd.Series(bool(m), index=cohort.index)
     return pd.Series(m, index=cohort.index)

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from hipfrac import safepaths
+
 PART_NAME = "outputs.json"
 MANIFEST_NAME = "manifest.json"
 SKIP_DIRS = ("supplement", ".failed")
@@ -121,7 +123,7 @@ def input_files(params, params_file: Path | None = None) -> list[Path]:
     if truth.exists():
         paths.append(truth)
     if params.cohort_dir.exists():
-        paths += sorted(q for q in params.cohort_dir.rglob("*") if q.is_file())
+        paths += sorted(q for q in params.cohort_dir.rglob("*") if q.is_file() and q.name != safepaths.MARKER)
     if params_file and Path(params_file).exists():
         paths.append(Path(params_file).resolve())
     nb_dir = PROJECT_ROOT / "notebooks"
@@ -144,6 +146,8 @@ def output_files(run_dir: Path) -> list[Path]:
         if not p.is_file() or rel.as_posix() == MANIFEST_NAME:
             continue
         if rel.parts[0] in SKIP_DIRS or rel.parts[0].startswith(SKIP_PREFIXES):
+            continue
+        if rel.name == safepaths.MARKER:   # hipfrac's ownership marker (hipfrac.safepaths): not an output
             continue
         out.append(p)
     return out

@@ -387,10 +387,6 @@ def _with_proportion(res: pd.DataFrame) -> pd.DataFrame:
     return res
 
 
-def _design(data: pd.DataFrame, terms) -> str:
-    return " + ".join(terms) if terms else "1"
-
-
 def expected_treated(cohort: pd.DataFrame, indicator: str, casemix) -> pd.Series:
     """Expected probability of treatment for each eligible patient from a national logistic model.
 
@@ -464,22 +460,25 @@ def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_
                     ) -> pd.DataFrame:
     """Logistic model of being treated (statsmodels GLM, binomial, logit link) on patient factors.
 
-    terms: formula terms (e.g. "C(age_band)", "charlson"). Rows with a missing value in a used column are
+    terms: model terms in the language of hipfrac.terms (column names, C(x), log(x), spline(x, df),
+    interactions a:b; e.g. "C(age_band)", "charlson"), parsed and checked against the cohort's columns,
+    never evaluated as text. Rows with a missing value in a used column are
     dropped and counted (column `n_dropped` in the result). Returns: term, coef (log odds), se, or,
     lower, upper (95 % CI of the OR), p, n, n_dropped.
     """
-    import re
-
     import statsmodels.api as sm
-    import statsmodels.formula.api as smf
+
+    from hipfrac import terms as model_terms
 
     col, window = MED_INDICATORS[indicator]
-    used = sorted({m for t in terms for m in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", t)
-                   if m in cohort.columns})
+    parsed = model_terms.parse(terms, "treatment_model terms")
+    model_terms.check_columns(parsed, cohort.columns)
+    used = sorted(model_terms.columns(parsed))
     _need(cohort, [col, "followup_days"], "treatment_model")
     d = cohort.loc[eligible_for_window(cohort, window), [col, *used]]
     complete = d.dropna()
-    fit = smf.glm(f"{col} ~ " + _design(complete, terms), data=complete, family=sm.families.Binomial()).fit()
+    X = model_terms.design(complete, parsed)
+    fit = sm.GLM(complete[col].astype(float), X, family=sm.families.Binomial()).fit()
     ci = fit.conf_int()
     res = pd.DataFrame({"term": fit.params.index, "coef": fit.params.values, "se": fit.bse.values,
                         "or": np.exp(fit.params.values), "lower": np.exp(ci[0].values),

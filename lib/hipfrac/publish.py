@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hipfrac import digest
+from hipfrac import digest, safepaths
 from hipfrac.params import load
 
 
@@ -33,18 +33,15 @@ def publish(params) -> Path:
     if not src.is_dir():
         raise FileNotFoundError(f"nothing to publish: {src} does not exist (run the notebooks first: make all)")
     tmp = dst.parent / f".publish-{params.run}-{os.getpid()}"
-    old = dst.parent / f".old-{params.run}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    safepaths.check_replaceable(dst)   # replace only a directory hipfrac made (hipfrac.safepaths)
+    safepaths.remove(tmp)
     shutil.copytree(src, tmp, ignore=lambda d, names: [n for n in names if n.startswith(".")])
     try:
         digest.verify(src, tmp)
     except digest.NotScanned as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise PublishError(f"not published: {exc}") from None
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    safepaths.replace(tmp, dst)
     return dst
 
 
@@ -52,7 +49,7 @@ def cli(args) -> int:
     """python -m hipfrac publish --params P"""
     try:
         dst = publish(load(args.params))
-    except (PublishError, FileNotFoundError) as exc:
+    except (PublishError, FileNotFoundError, safepaths.NotOwnedError) as exc:
         print(f"publish: {exc}", file=sys.stderr)
         return 1
     print(f"published: {dst}")

@@ -21,6 +21,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from hipfrac import safepaths
 from hipfrac.params import PROJECT_ROOT, load
 
 KERNEL = os.environ.get("HIPFRAC_KERNEL", "hipfrac")
@@ -74,9 +75,13 @@ def run_notebook(notebook: str | Path, params_file: str | Path, env: dict | None
     run_dir = params.work_dir  # published to outputs/<run> by hipfrac.publish
     final = run_dir / nb.stem
     tmp = run_dir / f".tmp-{nb.stem}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        safepaths.check_replaceable(final)   # outputs are replaced only in hipfrac's own directories
+    except safepaths.NotOwnedError as exc:
+        print(f"\nFAILED: {nb.name}: {exc}", file=sys.stderr)
+        return 1
+    safepaths.ensure_dir(run_dir)
+    safepaths.make_owned(tmp)
     in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
     store = params.audit_dir
     store.mkdir(parents=True, exist_ok=True)
@@ -105,16 +110,12 @@ def run_notebook(notebook: str | Path, params_file: str | Path, env: dict | None
               f"The partly executed notebook is in {failed / nb.name}; "
               f"previous outputs in {final} are untouched.", file=sys.stderr)
         return 1
-    if any(tmp.iterdir()) and not any(tmp.glob("**/outputs.json")):
+    if any(p.name != safepaths.MARKER for p in tmp.iterdir()) and not any(tmp.glob("**/outputs.json")):
         # Exporter.finish() writes outputs.json (the notebook's manifest piece and XLSX workbook)
         print(f"warning: {nb.name} wrote outputs but never called out.finish(): its workbook and "
               f"manifest piece are missing", file=sys.stderr)
     dropped = keep_exporter_outputs(tmp / nb.name)
-    old = run_dir / f".old-{nb.stem}-{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    safepaths.replace(tmp, final)
     note = f" ({dropped} output(s) not from the Exporter dropped)" if dropped else ""
     print(f"ok: {nb.name} -> {final}{note}")
     return 0

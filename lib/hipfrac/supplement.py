@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from hipfrac import safepaths
 from hipfrac.export import FIXED_ZIP_TIME
 from hipfrac.manifest import MANIFEST_NAME, PART_NAME
 
@@ -125,9 +126,7 @@ def build(params, *, run_dir: Path | None = None, code: str | None = None, zip_p
         raise FileNotFoundError(f"no outputs for run {params.run!r} in {run_dir}: run `make all` first")
     code = code or ("folded" if params.export.code_folded else "hidden")
     final = run_dir / "supplement"
-    tmp = run_dir / ".tmp-supplement"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = safepaths.make_owned(run_dir / ".tmp-supplement")   # hipfrac.safepaths: replaced only when its own
     (tmp / "style.css").write_text(CSS, encoding="utf-8")
     man = {}
     if (run_dir / MANIFEST_NAME).exists():
@@ -213,12 +212,7 @@ All outputs passed disclosure control: counts from 1 to {params.export.min_cell 
 </body></html>
 """
     (tmp / "index.html").write_text(index, encoding="utf-8")
-    old = run_dir / ".old-supplement"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    safepaths.replace(tmp, final)
     zip_path = Path(zip_path) if zip_path else run_dir / f"{params.run}_supplement.zip"
     write_zip(final, zip_path, prefix=f"{params.run}_supplement")
     return final

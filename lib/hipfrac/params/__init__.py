@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import StrictBool, ValidationError, model_validator
 
 from .base import Section
 from .cohort import CohortParams
@@ -52,12 +52,17 @@ class Params(Section):
     run: the run id; outputs go to outputs/<run>/. Defaults to the params file's stem.
     real_data: strict disclosure mode for runs on real registry data (fails on any small cell).
     lang: label language of tables and figures ("en" or "no").
+    allow_outside_project: data directories from params (synth.out_dir, cohort.out_dir) may lie outside
+      the project only when this is true (default false: a path outside, through '..' or a symlink, is an
+      error). Never the project root itself. Input files (sources.*.path, recode maps) are read wherever
+      they are; hipfrac writes, replaces and deletes only directories it made (hipfrac.safepaths).
     """
 
     run: str = ""
     description: str = ""
     real_data: bool = False
     lang: Literal["en", "no"] = "en"
+    allow_outside_project: StrictBool = False
     synth: SynthParams = SynthParams()
     sources: SourcesParams = SourcesParams()
     cohort: CohortParams = CohortParams()
@@ -66,6 +71,22 @@ class Params(Section):
     survival: SurvivalParams = SurvivalParams()
     risk: RiskParams = RiskParams()
     prevention: PreventionParams = PreventionParams()
+
+    @model_validator(mode="after")
+    def _inside_project(self):
+        from hipfrac.safepaths import OutsideProjectError, inside_project
+
+        dirs = {"synth.out_dir": self.synth.out_dir, "cohort.out_dir": self.cohort.out_dir}
+        problems = []
+        for key, value in dirs.items():
+            if value:
+                try:
+                    inside_project(value, PROJECT_ROOT, key, self.allow_outside_project)
+                except OutsideProjectError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     # --- derived locations -------------------------------------------------------------------
     @property
@@ -148,6 +169,8 @@ def _describe(err: dict) -> str:
         return f"unknown key '{loc}'"
     if err["type"] == "missing":
         return f"missing key '{loc}'"
+    if not err["loc"]:  # a check across keys: the message names them (the input is the whole file)
+        return err["msg"].removeprefix("Value error, ")
     return f"key '{loc}': {err['msg']} (got {err.get('input')!r})"
 
 

@@ -6,7 +6,9 @@ Defaults of the budget model are the inputs of the Danish expert recommendations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from hipfrac.terms import TermError, check_identifiers, parse
 
 from .base import Section
 
@@ -106,7 +108,8 @@ class PreventionParams(Section):
     exposure: time-dependent exposure definition: "started" = exposed from the first dispensing on;
       "on_treatment" = exposed from the first to the last dispensing + persistence_grace_days.
     casemix: cohort columns of the case-mix adjustment (logistic model for expected counts).
-    model_terms: terms of the "who is treated" logistic model (statsmodels formula terms).
+    model_terms: terms of the "who is treated" logistic model: column names, C(x) (categorical), log(x),
+      spline(x, df) and interactions a:b (hipfrac.terms: parsed and checked, never evaluated as code).
     units: unit levels of the uptake comparisons (cohort columns); the first is used for the scenarios.
     re_unit: unit of the random-intercept model (median odds ratio).
     """
@@ -128,3 +131,22 @@ class PreventionParams(Section):
     units: tuple[str, ...] = ("res_region", "res_trust", "referral_area", "hospital")
     re_unit: str = "hospital"
     budget: BudgetParams = BudgetParams()
+
+    @field_validator("model_terms")
+    @classmethod
+    def _terms(cls, v):
+        try:
+            parse(v, "terms")
+        except TermError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("casemix", "units")
+    @classmethod
+    def _columns(cls, v):
+        return check_identifiers(v, "column names")
+
+    @field_validator("re_unit")
+    @classmethod
+    def _column(cls, v):
+        return check_identifiers([v], "column name")[0]

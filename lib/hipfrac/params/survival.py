@@ -1,6 +1,8 @@
 """Params for notebook 02 (survival and relative survival: `hipfrac.survival`, `hipfrac.relsurv`)."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from hipfrac.terms import check_identifiers
 
 from .base import Section
 
@@ -39,3 +41,8 @@ class SurvivalParams(Section):
     excess_model_breaks_days: tuple[float, ...] = (0, 30, 90, 365.241, 730.482, 1826.205, 4382.892)
     n_boot_duration: int = Field(50, ge=0, le=5000)
     seed: int = 20260602
+
+    @field_validator("casemix")
+    @classmethod
+    def _names(cls, v):
+        return check_identifiers(v, "case-mix columns")

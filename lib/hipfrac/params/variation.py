@@ -2,7 +2,9 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from hipfrac.terms import check_identifiers
 
 from .base import Section
 
@@ -47,6 +49,11 @@ class VariationParams(Section):
                                        "nerve_block", "osteo_med_12m")
     nagq: int = Field(1, ge=1, le=25)
     re_method: Literal["offset", "joint"] = "offset"
+
+    @field_validator("adjustment", "indicators", "random_effects")
+    @classmethod
+    def _names(cls, v):
+        return check_identifiers(v, "column or indicator names")
 
     @model_validator(mode="after")
     def _check(self):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
+from hipfrac import safepaths
 from hipfrac.params import SOURCE_NAMES, resolve_path
 
 __all__ = ["generate", "cli", "fingerprint", "code_version"]
@@ -93,7 +93,7 @@ def generate(out_dir, *, seed: int = 2026, years: tuple[int, int] = (2008, 2024)
             print(f"synth: {out} is up to date (same settings and generator code); skipped")
         return out
     t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
+    safepaths.claim(out)      # a new or empty directory, or one the generator made: never someone's files
     (out / "settings.json").unlink(missing_ok=True)      # invalid until the run completes
     tables, truth = extracts.Builder(seed, years, scale, imperfections).run()
     for name in SOURCE_NAMES:
@@ -129,7 +129,8 @@ def cli(args) -> int:
 
 
 def remove(out_dir) -> None:
-    """Delete a generated directory (only if it holds settings.json, i.e. was made by the generator)."""
+    """Delete a generated directory (only if hipfrac made it: marker file and settings.json; a folder
+    hipfrac did not make is left alone)."""
     out = Path(out_dir)
-    if (out / "settings.json").exists():
-        shutil.rmtree(out)
+    if (out / "settings.json").exists() and safepaths.owned(out):
+        safepaths.remove(out)
