@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hipfrac import coverage, incidence, table1
+from hipfrac import coverage, incidence, protection, table1
 
 
 def _cohort():
@@ -92,11 +92,12 @@ def test_completeness_and_self_sufficiency_by_hand():
     assert s.loc["Norway", "n"] == 4 and s.loc["Norway", "own_trust"] == 0.75
 
 
-def test_table1_masks_small_cells_with_a_complement():
+def test_table1_is_a_long_result_protected_by_the_exporter_rules():
     c = pd.DataFrame({"sex": ["female"] * 30 + ["male"] * 3, "age": np.linspace(60, 95, 33),
                       "res_region": ["X"] * 20 + ["Y"] * 13})
     t = table1.table_one(c, groupby="res_region", categorical=["sex"], continuous=["age"], nonnormal=[])
-    sex = t[t["variable"].str.startswith("sex")].set_index("level")
-    assert sex.loc["male", "Overall"] == "<5" and sex.loc["female", "Overall"] == "<5"   # complement masked
-    assert "SMD (X,Y)" in t.columns
-    assert t.loc[t["variable"] == "n", "Overall"].iloc[0] == "33"
+    assert t.loc[t["variable"] == "n"].set_index("group").loc["Overall", "n"] == 33
+    safe = protection.protect(t, 5).frame.set_index(["variable", "level", "group"])
+    assert pd.isna(safe.loc[("sex", "male", "Overall"), "n"]) and pd.isna(safe.loc[("sex", "female", "Overall"), "n"])
+    assert safe.loc[("age", "", "Overall"), "mean"] == pytest.approx(77.5)
+    assert "SMD (X,Y)" in table1.display(protection.protect(t, 5).frame, table1.smd_table(protection.protect(t, 5).frame)).columns

@@ -163,8 +163,7 @@ def registrations_heatmap(reg: pd.DataFrame, title: str = "") -> plt.Figure:
     wide, withheld = _grid(reg, name, "year", "n")
     vals = wide.to_numpy(float)
     fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.15))
-    cmap = plt.get_cmap(style.SEQUENTIAL_CMAP).copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap(style.SEQUENTIAL_CMAP).with_extremes(bad="white")
     im = ax.imshow(np.ma.masked_invalid(vals), aspect="auto", cmap=cmap)
     if _draw_withheld(ax, withheld):
         ax.legend(handles=[_withheld_patch()], loc="upper left", bbox_to_anchor=(1.12, 1), fontsize=6)
@@ -194,8 +193,8 @@ def completeness_heatmap(comp: pd.DataFrame, title: str = "") -> plt.Figure:
     keep = [c for c in order if c in wide.columns]
     withheld = withheld[:, [list(wide.columns).index(c) for c in keep]]
     wide = wide[keep]
-    cmap = ListedColormap(plt.get_cmap(style.SEQUENTIAL_CMAP)(np.linspace(0, 1, len(COMPLETENESS_BANDS))))
-    cmap.set_bad("white")
+    cmap = ListedColormap(plt.get_cmap(style.SEQUENTIAL_CMAP)(np.linspace(0, 1, len(COMPLETENESS_BANDS)))
+                          ).with_extremes(bad="white")
     norm = BoundaryNorm(np.arange(-0.5, len(COMPLETENESS_BANDS)), cmap.N)
     fig, ax = plt.subplots(figsize=style.figsize("double", aspect=0.018 * len(wide) + 0.2))
     im = ax.imshow(np.ma.masked_invalid(wide.to_numpy(float)), aspect="auto", cmap=cmap, norm=norm)
