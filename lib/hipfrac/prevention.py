@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipfrac import results
+from hipfrac import results, sdc
 from hipfrac.variation import observed_expected, wilson_ci
 
 DAYS_PER_YEAR = 365.25
@@ -79,9 +79,12 @@ def _status(indicator: str) -> str:
     return f"#treated_{indicator}"
 
 
-def _uptake_meta(frame: pd.DataFrame, source: pd.DataFrame, dims) -> pd.DataFrame:
+def _uptake_meta(frame: pd.DataFrame, source: pd.DataFrame, dims, complete: bool = True) -> pd.DataFrame:
     """Metadata of a frame of n (eligible), events (treated) and _n_pop (every patient of the row) for a
-    medication indicator (column `indicator`)."""
+    medication indicator (column `indicator`). complete=False for a result stacking several classifying
+    variables (unit levels of hosp and res, or several factors): their national margins are then not summed
+    from the rows (hipfrac.protection at first added every variable's finest rows into one margin, an
+    infeasible system; the margins are published in the national tables anyway)."""
     st = "#treated_{indicator}"
     counts = {"n": {st: f"{TREATED}|{UNTREATED}"}, "events": {st: TREATED}, "_n_pop": {}}
     ce = ["n", "events"]
@@ -91,7 +94,7 @@ def _uptake_meta(frame: pd.DataFrame, source: pd.DataFrame, dims) -> pd.DataFram
         derived["expected"] = ["n"]
     labels = [c for c in ("indicator", "window_days", "unit_level") if c in frame.columns]
     return results.annotate(frame, counts=counts, dims=dims, derived=derived, labels=labels, private=["_n_pop"],
-                            source=source)
+                            source=source, complete=complete)
 
 
 def _group_sizes(cohort: pd.DataFrame, by: list[str], frame: pd.DataFrame) -> np.ndarray:
@@ -453,7 +456,7 @@ def who_is_treated(cohort: pd.DataFrame, indicator: str = "12m",
     st = _status(indicator)
     return results.annotate(res, counts={"n": {st: f"{TREATED}|{UNTREATED}"}, "events": {st: TREATED}, "_n_pop": {}},
                             dims={"level": "{factor}"}, derived={c: ["n", "events"] for c in ("prop", "lower", "upper")},
-                            labels=["factor"], private=["_n_pop"], source=cohort)
+                            labels=["factor"], private=["_n_pop"], source=cohort, complete=len(factors) == 1)
 
 
 def treatment_model(cohort: pd.DataFrame, indicator: str = "12m", terms=("C(age_band)", "C(sex)"),
@@ -621,7 +624,8 @@ def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture",
     return _cif_meta(out, cohort, keys, {by: by} if by else {}, years if cuts is None else cuts)
 
 
-def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: dict, cuts) -> pd.DataFrame:
+def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: dict, cuts,
+              complete: bool = True) -> pd.DataFrame:
     """Metadata of a CIF horizon frame: n = every atom of #<outcome>, events = new fractures by the horizon,
     n_risk = every atom after it; private: the steps since the previous horizon (_fx_step new fractures,
     _exit_step deaths and censorings, _left_step everyone leaving the risk set), _exits (deaths and
@@ -660,7 +664,7 @@ def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: di
     return results.annotate(out, counts=counts, dims=dims,
                             derived={c: ["n", "events", "n_risk"] for c in ("cif", "lower", "upper")},
                             labels=["outcome", "years", *[c for c in ("by",) if c in out.columns], *lvs],
-                            private=list(private), source=source)
+                            private=list(private), source=source, complete=complete)
 
 
 def new_fracture_cifs(cohort: pd.DataFrame, params, outcomes=tuple(OUTCOMES), by=("sex", "res_region")
@@ -681,7 +685,7 @@ def new_fracture_cifs(cohort: pd.DataFrame, params, outcomes=tuple(OUTCOMES), by
     res = res[["outcome", "by", "group", "years", "n", "events", "n_risk", "cif", "lower", "upper", *hidden]]
     res["group"] = res["group"].astype(str)
     return _cif_meta(res[[c for c in res.columns if c not in hidden]], cohort, ["by", "group"],
-                     {"group": "{by}"}, cuts)
+                     {"group": "{by}"}, cuts, complete=len(by) <= 1)
 
 
 # ==============================================================================================
@@ -995,7 +999,9 @@ def uptake_by_units(cohort: pd.DataFrame, units, indicator: str = "12m", casemix
         m = m.rename(columns={level: "unit"})
         m.insert(0, "unit_level", level)
         frames.append(m.drop(columns=["window_days"]))
-    return _uptake_meta(pd.concat(frames, ignore_index=True), cohort, {"unit": "{unit_level}"})
+    variables = {sdc.DIM_VARIABLES.get(u, u) for u in units}
+    return _uptake_meta(pd.concat(frames, ignore_index=True), cohort, {"unit": "{unit_level}"},
+                        complete=len(variables) == 1)
 
 
 def unit_funnel(cohort: pd.DataFrame, unit: str, indicator: str = "12m", levels=(0.95, 0.998)):

@@ -155,10 +155,10 @@ def persistence_bars(per: pd.DataFrame, *, reference: dict | None = SWEDISH_PERS
     """Share of starters still dispensed 1 and 3 years after starting, with the Swedish figures."""
     fig, ax = style.subplots("single", aspect=0.6)
     x = np.arange(len(per))
-    v, lo, hi = (pd.to_numeric(per[k], errors="coerce").astype(float) for k in ("prop", "lower", "upper"))
-    ax.bar(x, v.fillna(0), color=style.PALETTE[0], label="this cohort")
+    v, lo, hi = (pd.to_numeric(per[k], errors="coerce").astype(float).to_numpy() for k in ("prop", "lower", "upper"))
+    ax.bar(x, np.nan_to_num(v), color=style.PALETTE[0], label="this cohort")
     ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="none", ecolor="black", capsize=2)
-    _withheld(ax, x[v.isna().to_numpy()], [0] * int(v.isna().sum()))
+    _withheld(ax, x[np.isnan(v)], [0] * int(np.isnan(v).sum()))
     if reference:
         ref = [reference.get(float(t), np.nan) for t in per["years"]]
         ax.scatter(x, ref, marker="D", color=style.PALETTE[1], zorder=3, label="Sweden (seed 002)")
