@@ -219,45 +219,8 @@ def _coarsenings(cell: Cell):
 
 
 def _implied(row_cells: dict[Cell, float]) -> dict[Cell, float | None]:
-    """Counts implied within one row: for each status variable, the atoms of its levels that are not
-    themselves a count of the row (non-events, not eligible), with their values when the row determines
-    them."""
-    out: dict[Cell, float | None] = {}
-    by_var: dict[tuple, dict] = defaultdict(dict)
-    for cell, v in row_cells.items():
-        for var, lev in cell.conds:
-            if sdc.is_status(var):
-                rest = tuple(kv for kv in cell.conds if kv[0] != var)
-                by_var[(var, rest)][lev] = v
-    # a cell without the variable (same other conditions) is the root of the variable
-    for (var, rest), levels in by_var.items():
-        root = Cell(row_cells and next(iter(row_cells)).universe, rest)
-        if root in row_cells:
-            levels = dict(levels)
-            levels[None] = row_cells[root]
-        named = sorted(set().union(*(sdc.atoms(lev) for lev in levels if lev is not None)) - {sdc.REMAINDER})
-        has_rest = None in levels or any(sdc.REMAINDER in sdc.atoms(lev) for lev in levels if lev is not None)
-        atom_list = named + ([sdc.REMAINDER] if has_rest else [])
-        if len(atom_list) < 2:
-            continue
-        A, b = [], []
-        for lev, v in levels.items():
-            a = set(atom_list) if lev is None else sdc.atoms(lev)
-            A.append([1.0 if x in a else 0.0 for x in atom_list])
-            b.append(np.nan if v is None else v)
-        A, b = np.array(A), np.array(b, dtype=float)
-        ok = np.isfinite(b)
-        vals = None
-        if ok.any() and np.linalg.matrix_rank(A[ok]) == len(atom_list):
-            sol, *_ = np.linalg.lstsq(A[ok], b[ok], rcond=None)
-            vals = np.round(sol, 6)
-        present = {lev for lev in levels if lev is not None}
-        for k, atom in enumerate(atom_list):
-            if atom in present:
-                continue
-            cell = Cell.make(root.universe, list(rest) + [(var, atom)])
-            out[cell] = None if vals is None else float(vals[k])
-    return out
+    """Counts implied within one row (see hipfrac.sdc.implied_cells)."""
+    return sdc.implied_cells(row_cells)
 
 
 def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = None, forced=frozenset(),
@@ -294,6 +257,11 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
     cols = list(meta.counts)
     vals = _values(frame, cols)
     cellmap = results.row_cells(meta)
+    # interval atoms (deaths by several horizons, at risk on the days of a table) cut at this result's
+    # break points, so that a row's implied counts (deaths between two horizons) are cells too
+    refined = sdc.refine_map(set(cellmap.values()))
+    if refined:
+        cellmap = {k: refined.get(c, c) for k, c in cellmap.items()}
     problem = sdc.Problem(min_cell, intervals=intervals)
     private = set(meta.private)
     known = set(meta.known)
@@ -329,18 +297,26 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
         problem.add(cell, v, IMPLIED)
     # coarser margins, assumed published. Values: a margin over classifying variables only (same status
     # conditions) is the sum of the column's finest cells within it when the result is complete
-    sums: dict[Cell, float] = defaultdict(float)
+    # (a result stacking several unit types, e.g. hospitals and referral areas, partitions a margin once
+    # per type: its value is summed within one type, and taken only when the types agree)
+    by_sig: dict[Cell, dict[frozenset, float]] = defaultdict(lambda: defaultdict(float))
     members: dict[Cell, int] = defaultdict(int)
     coarse: set[Cell] = set()
     for cells in _finest(cellmap).values():
         for cell, is_finest in cells:
             v = problem.cells[cell].value
+            sig = frozenset(var for var, _ in cell.conds if not sdc.is_status(var))
             for x in _coarsenings(cell):
                 coarse.add(x)
                 if is_finest and _same_status(x, cell):
                     members[x] += 1
                     if meta.complete and v is not None:
-                        sums[x] += v
+                        by_sig[x][sig] += v
+    sums: dict[Cell, float] = {}
+    for x, per in by_sig.items():
+        agree = set(per.values())
+        if len(agree) == 1:
+            sums[x] = agree.pop()
     # a margin holding a single cell of the result is that cell (e.g. a hospital without its region, or a
     # region with one hospital): not an aggregate published elsewhere
     coarse = {x for x in coarse if members.get(x, 2) != 1}

@@ -16,6 +16,14 @@ of conditions ``{variable: level}``. Two kinds of variables:
   atom ``~`` (not eligible, censored, ...). A row "n, events" therefore implies the cell "non-events"
   (atom ``nonevent``): a count that was never published but must not be revealed when it is small.
 
+**Time intervals.** A status atom ``kind@a-b`` is the units whose event `kind` happened in the interval
+(a, b] (days of follow-up; ``b`` may be ``inf``): ``"dead@0-30"`` died within 30 days, ``"dead@30-inf|cens@30-inf"``
+alive and followed on day 30. Counts at different horizons (dead by 30, 90 and 365 days, at risk on the
+days of an at-risk table, cumulative events of a curve) are then one variable: before solving, every
+interval atom of a variable is cut at every break point any cell of that variable uses
+(:func:`refine_map`), so "dead by 90" is "dead@0-30|dead@30-90" and the deaths between day 30 and 90 are a
+cell of the system (protected when small) even if no output names them.
+
 Each count is the sum of **inner cells**: the products of the finest levels of its system's variables (see
 below). A withheld cell is *determined* when its row of the model matrix is a linear combination of the
 rows of the published cells (exact disclosure); it is *bounded* when the linear programme
@@ -45,8 +53,10 @@ until every sensitive cell keeps an interval of at least ``min_cell`` (or nothin
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +129,117 @@ def atoms(level: str) -> frozenset[str]:
 def status_level(*atom_names: str) -> str:
     """A status condition from atom names: status_level("event", "nonevent") == "event|nonevent"."""
     return "|".join(sorted(set(atom_names)))
+
+
+_INTERVAL = re.compile(r"^(?P<kind>[^@|]+)@(?P<a>-?(?:\d+(?:\.\d+)?|inf))-(?P<b>\d+(?:\.\d+)?|inf)$")
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def interval_atom(kind: str, a: float, b: float) -> str:
+    """The atom of units whose `kind` event happened in (a, b] (b may be math.inf)."""
+    if not a < b:
+        raise ValueError(f"empty interval ({a}, {b}] for {kind}")
+    return f"{kind}@{_num(a)}-{_num(b)}"
+
+
+def parse_interval(atom: str) -> tuple[str, float, float] | None:
+    """(kind, a, b) of an interval atom, None for other atoms."""
+    m = _INTERVAL.match(atom)
+    if m is None:
+        return None
+    return m["kind"], float(m["a"]), float(m["b"])
+
+
+def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
+    """Cells whose interval atoms are cut at the break points of every cell given (per status variable),
+    mapped to their refined form (cells that do not change are left out)."""
+    cells = list(cells)
+    breaks: dict[str, set[float]] = defaultdict(set)
+    for c in cells:
+        for var, lev in c.conds:
+            if "@" in lev and is_status(var):
+                for a in atoms(lev):
+                    p = parse_interval(a)
+                    if p is not None:
+                        breaks[var].update(p[1:])
+    if not breaks:
+        return {}
+    grids = {v: sorted(b) for v, b in breaks.items()}
+    out: dict[Cell, Cell] = {}
+    for c in cells:
+        new, changed = [], False
+        for var, lev in c.conds:
+            if var in grids and "@" in lev:
+                g = grids[var]
+                parts = []
+                for a in atoms(lev):
+                    p = parse_interval(a)
+                    if p is None:
+                        parts.append(a)
+                        continue
+                    i, j = bisect.bisect_left(g, p[1]), bisect.bisect_left(g, p[2])
+                    parts += [interval_atom(p[0], g[k], g[k + 1]) for k in range(i, j)]
+                lev2 = status_level(*parts)
+                changed |= lev2 != lev
+                new.append((var, lev2))
+            else:
+                new.append((var, lev))
+        if changed:
+            out[c] = Cell(c.universe, tuple(new))
+    return out
+
+
+def implied_cells(row_cells: dict[Cell, float | None]) -> dict[Cell, float | None]:
+    """Counts implied within one row: for each status variable, the atoms of its levels that are not
+    themselves a count of the row (non-events, not eligible), and the differences of nested levels (the
+    deaths between two horizons), with their values when the row determines them (else None)."""
+    out: dict[Cell, float | None] = {}
+    by_var: dict[tuple, dict] = defaultdict(dict)
+    for cell, v in row_cells.items():
+        for var, lev in cell.conds:
+            if is_status(var):
+                rest = tuple(kv for kv in cell.conds if kv[0] != var)
+                by_var[(var, rest)][lev] = v
+    # a cell without the variable (same other conditions) is the root of the variable
+    for (var, rest), levels in by_var.items():
+        root = Cell(row_cells and next(iter(row_cells)).universe, rest)
+        if root in row_cells:
+            levels = dict(levels)
+            levels[None] = row_cells[root]
+        named = sorted(set().union(*(atoms(lev) for lev in levels if lev is not None)) - {REMAINDER})
+        has_rest = None in levels or any(REMAINDER in atoms(lev) for lev in levels if lev is not None)
+        atom_list = named + ([REMAINDER] if has_rest else [])
+        if len(atom_list) < 2:
+            continue
+        sets = {lev: (frozenset(atom_list) if lev is None else atoms(lev)) for lev in levels}
+        A = np.array([[1.0 if x in a else 0.0 for x in atom_list] for a in sets.values()])
+        b = np.array([np.nan if v is None else v for v in levels.values()], dtype=float)
+        ok = np.isfinite(b)
+        present = set(sets.values())
+        cands: list[frozenset] = [frozenset([a]) for a in atom_list]
+        lv = list(present)
+        for x in lv:  # differences of nested levels
+            for y in lv:
+                if x < y:
+                    cands.append(y - x)
+        for cand in dict.fromkeys(cands):
+            if cand in present or not cand:
+                continue
+            val = None
+            if ok.any():
+                vec = np.array([1.0 if x in cand else 0.0 for x in atom_list])
+                coef, *_ = np.linalg.lstsq(A[ok].T, vec, rcond=None)
+                if np.allclose(A[ok].T @ coef, vec, atol=1e-9):
+                    val = float(np.round(coef @ b[ok], 6))
+            cell = Cell.make(root.universe, list(rest) + [(var, status_level(*cand))])
+            if cell not in out or out[cell] is None:
+                out[cell] = val
+    return out
 
 
 def _intersect(var: str, a: str, b: str) -> str:
@@ -265,6 +386,7 @@ class Solution:
     exposed: dict[Cell, str]
     systems: int = 0
     recoverable: set[Cell] = field(default_factory=set)  # withheld, not small, but following from the rest
+    conflicts: set[Cell] = field(default_factory=set)  # assumed margins taken as not published (see Limits)
 
 
 class Problem:
@@ -327,6 +449,42 @@ class Problem:
                 out.append((m, [c for c in cells if c.vars <= m]))
         return out
 
+    def _solve_refined(self, mapping: dict[Cell, Cell], max_rounds: int) -> Solution:
+        """Solve with every interval atom cut at the common break points (cells naming the same units
+        become one), and map the solution back to the cells as given."""
+        sub = Problem(self.min_cell, intervals=self.intervals)
+        back: dict[Cell, list[Cell]] = defaultdict(list)
+        for c, e in self.cells.items():
+            r = mapping.get(c, c)
+            back[r].append(c)
+            sub.add(r, e.value, e.status, own=c not in self.foreign)
+        sub.totals = {mapping.get(c, c) for c in self.totals}
+        # what cells of different outputs imply together: deaths by 90 days (one table) minus deaths by
+        # 30 days (another) are the deaths between the horizons, protected when small
+        groups: dict[tuple, dict[Cell, float | None]] = defaultdict(dict)
+        for c, e in sub.cells.items():
+            if any("@" in lev and is_status(var) for var, lev in c.conds):
+                for var, _lev in c.conds:
+                    if is_status(var):
+                        rest = tuple(kv for kv in c.conds if kv[0] != var)
+                        groups[(c.universe, var, rest)][c] = e.value
+                        root = Cell(c.universe, rest)
+                        if root in sub.cells:
+                            groups[(c.universe, var, rest)][root] = sub.cells[root].value
+        for cells in groups.values():
+            if len(cells) > 1:
+                for c, v in implied_cells(cells).items():
+                    if v is not None and c not in sub.cells:
+                        sub.add(c, v, IMPLIED)
+        sol = sub.solve(max_rounds)
+
+        def up(cells):
+            return {o for r in cells for o in back.get(r, ())}
+
+        exposed = {o: why for r, why in sol.exposed.items() for o in back.get(r, ())}
+        return Solution(up(sol.withheld), up(sol.primary), up(sol.secondary), exposed, sol.systems,
+                        up(sol.recoverable), up(sol.conflicts))
+
     def _projections(self) -> None:
         """Add, for every pair of maximal variable sets of a universe, the projection of each cell of one
         onto the common variables of the other (assumed known: see the module doc)."""
@@ -354,6 +512,9 @@ class Problem:
 
     # --- solving -----------------------------------------------------------------------------------
     def solve(self, max_rounds: int = 20) -> Solution:
+        mapping = refine_map(self.cells)
+        if mapping:
+            return self._solve_refined(mapping, max_rounds)
         self._projections()
         withheld: set[Cell] = {c for c, e in self.cells.items() if e.status == FORCED}
         primary = {c for c, e in self.cells.items() if e.status == CANDIDATE and self.small(c)}
@@ -390,7 +551,8 @@ class Problem:
                 else:
                     recoverable.add(c)
         secondary = withheld - primary - {c for c, e in self.cells.items() if e.status == FORCED}
-        return Solution(withheld, primary, secondary, exposed, len(systems), recoverable)
+        conflicts = set().union(*(s.conflicts for s in systems)) if systems else set()
+        return Solution(withheld, primary, secondary, exposed, len(systems), recoverable, conflicts)
 
 
 class System:

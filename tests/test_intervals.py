@@ -1,0 +1,75 @@
+"""Counts at several horizons are one status variable with interval atoms: the deaths between two
+published horizons (dead by 90 minus dead by 30) are a cell, protected when small, within a row, across
+rows and across tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hipfrac import protection, results, sdc
+
+MIN = 5
+FU = "#fu"
+N = sdc.status_level(sdc.interval_atom("dead", 0, np.inf), sdc.interval_atom("cens", 0, np.inf))
+
+
+def _dead_by(h):
+    return sdc.interval_atom("dead", 0, h)
+
+
+def _frame(rows, horizons):
+    d = pd.DataFrame(rows, columns=["hospital", "n"] + [f"dead_{h}" for h in horizons])
+    return results.annotate(d, counts={"n": {FU: N}, **{f"dead_{h}": {FU: _dead_by(h)} for h in horizons}},
+                            dims=["hospital"])
+
+
+def test_refine_cuts_every_interval_at_every_break():
+    cells = [sdc.Cell.make("p", [(FU, _dead_by(90))]), sdc.Cell.make("p", [(FU, _dead_by(30))]),
+             sdc.Cell.make("p", [(FU, N)])]
+    m = sdc.refine_map(cells)
+    assert sdc.atoms(m[cells[0]].get(FU)) == {"dead@0-30", "dead@30-90"}
+    assert cells[1] not in m  # already on the grid
+    assert sdc.atoms(m[cells[2]].get(FU)) == {"dead@0-30", "dead@30-90", "dead@90-inf", "cens@0-30",
+                                               "cens@30-90", "cens@90-inf"}
+    assert sdc.parse_interval("dead@0-30") == ("dead", 0.0, 30.0) and sdc.parse_interval("event") is None
+    with pytest.raises(ValueError):
+        sdc.interval_atom("dead", 30, 30)
+
+
+def _between_recoverable(safe, h0, h1):
+    """Rows where dead_h1 - dead_h0 is readable and small."""
+    a, b = safe[f"dead_{h0}"], safe[f"dead_{h1}"]
+    d = (b - a)[a.notna() & b.notna()]
+    return list(d[(d >= 1) & (d < MIN)].index)
+
+
+def test_deaths_between_two_horizons_of_a_row_are_protected():
+    rows = [("AHUS", 300, 20, 22), ("BAERUM", 250, 15, 30), ("DRAMMEN", 200, 12, 25), ("KONGSBERG", 150, 9, 20)]
+    prot = protection.protect(_frame(rows, (30, 90)), MIN)
+    assert prot.exposed == []
+    assert _between_recoverable(prot.frame, 30, 90) == [], "AHUS: 2 deaths between day 30 and 90 readable"
+    # the region's deaths between the horizons (sum over hospitals) are not small: nothing else changes
+    assert prot.frame["n"].notna().all()
+
+
+def test_deaths_between_horizons_of_two_tables_are_protected():
+    """Table A publishes deaths by 30 days, table B (later) deaths by 90 days of the same hospitals."""
+    a = [("AHUS", 300, 20), ("BAERUM", 250, 15), ("DRAMMEN", 200, 12), ("KONGSBERG", 150, 9)]
+    b = [("AHUS", 300, 22), ("BAERUM", 250, 30), ("DRAMMEN", 200, 25), ("KONGSBERG", 150, 20)]
+    reg = protection.Registry()
+    pa = protection.protect(_frame(a, (30,)), MIN, registry=reg)
+    reg.record(pa)
+    pb = protection.protect(_frame(b, (90,)), MIN, registry=reg)
+    both = pa.frame.merge(pb.frame, on=["hospital", "n"], how="outer")
+    assert _between_recoverable(both, 30, 90) == []
+    assert pb.exposed == []
+
+
+def test_without_interval_atoms_the_difference_leaks():
+    """The same table with one variable per horizon (the old convention): nothing links the horizons."""
+    rows = [("AHUS", 300, 20, 22), ("BAERUM", 250, 15, 30), ("DRAMMEN", 200, 12, 25), ("KONGSBERG", 150, 9, 20)]
+    d = pd.DataFrame(rows, columns=["hospital", "n", "dead_30", "dead_90"])
+    d = results.annotate(d, counts={"n": {}, "dead_30": {"#fu30": "dead"}, "dead_90": {"#fu90": "dead"}},
+                         dims=["hospital"])
+    safe = protection.protect(d, MIN).frame
+    assert _between_recoverable(safe, 30, 90) == [0]

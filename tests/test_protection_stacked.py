@@ -1,0 +1,23 @@
+"""A result stacking several unit types (hospitals and referral areas of the same patients) partitions
+each margin once per type: the national total must be their common sum, not the sum of both."""
+
+import pandas as pd
+
+from hipfrac import protection, results
+
+
+def test_stacked_unit_types_do_not_double_the_national_margin():
+    # Helse Nord: hospitals and referral areas of the same 120 patients, one small cell in each
+    hosp = pd.DataFrame({"unit_type": "hospital", "unit": ["BODO", "HARSTAD", "KIRKENES", "MORANA"],
+                         "n": [50, 30, 3, 37]})
+    area = pd.DataFrame({"unit_type": "referral_area", "unit": ["Bodø", "Harstad", "Finnmark", "Mo i Rana"],
+                         "n": [48, 33, 2, 37]})
+    d = pd.concat([hosp, area], ignore_index=True)
+    d = results.annotate(d, counts=["n"], dims={"unit": "{unit_type}"}, labels=["unit_type"], complete=True)
+    prot = protection.protect(d, 5)
+    assert prot.exposed == []
+    shown = prot.frame
+    assert shown.loc[shown.unit.isin(["KIRKENES", "Finnmark"]), "n"].isna().all()
+    # each type alone: the withheld cells are not the difference of a total and the visible ones
+    for t in ("hospital", "referral_area"):
+        assert shown.loc[shown.unit_type == t, "n"].isna().sum() >= 2
