@@ -48,6 +48,7 @@ class AuditResult:
     seconds: float = 0.0
     withheld: int = 0
     by_notebook: dict = field(default_factory=dict)
+    conflicts: set[Cell] = field(default_factory=set)
 
 
 def read_store(audit_dir: Path, notebooks=None) -> list[tuple[str, str, Cell, float | None, str]]:
@@ -98,7 +99,8 @@ def audit_cells(records, min_cell: int) -> AuditResult:
             if c in plan:
                 by_nb[nb]["planned"] += 1
     return AuditResult(plan, dict(sol.exposed), outputs, cells=len(problem.cells), systems=sol.systems,
-                       seconds=time.perf_counter() - t0, withheld=len(sol.withheld), by_notebook=dict(by_nb))
+                       seconds=time.perf_counter() - t0, withheld=len(sol.withheld), by_notebook=dict(by_nb),
+                       conflicts=set(sol.conflicts))
 
 
 def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None = None, log=print) -> AuditResult:
@@ -151,7 +153,10 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
               "withheld": res.withheld, "planned": len(plan), "pending": len(pending),
               "by_notebook": res.by_notebook,
               "exposed": [{"cell": c.label(), "why": why, "outputs": sorted(res.outputs.get(c, ()))}
-                          for c, why in sorted(res.exposed.items())]}
+                          for c, why in sorted(res.exposed.items())],
+              # coarser margins assumed published elsewhere that would have revealed a small count: taken as
+              # not published (a publication elsewhere of one of them would reveal it)
+              "assumed_margins_not_protected": sorted(c.label() for c in res.conflicts)}
     (store / REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     public = {k: report[k] for k in ("run", "min_cell", "rounds", "reruns", "withheld", "planned", "pending",
                                      "by_notebook")}

@@ -342,7 +342,9 @@ def case_mix(cohort: pd.DataFrame, ind: Indicator, unit: str = "hospital",
     oe = oe.rename(columns={"std_rate": "std_prop"})
     oe.insert(0, "indicator", ind.id)
     oe.insert(1, "unit_level", unit)
-    return oe, coefs.reset_index(drop=True)
+    coefs = results.annotate(coefs.reset_index(drop=True), counts={}, labels=["indicator", "term", "converged"],
+                             stats=["estimate", "se"], universe="models")
+    return _annotate_units(oe, cohort, unit, events="observed", labels=("indicator", "unit_level")), coefs
 
 
 def restrict(cohort: pd.DataFrame, period: tuple[int, int] | None = None, min_age: float = 0,
@@ -362,7 +364,17 @@ def restrict(cohort: pd.DataFrame, period: tuple[int, int] | None = None, min_ag
         old = cohort["age"] > max_age
         reasons.append((f"age above {max_age:g}", int((old & keep).sum())))
         keep &= ~old
-    return cohort.loc[keep.to_numpy()], pd.DataFrame(reasons, columns=["reason", "n"])
+    scope = _scope_name(period, min_age, max_age)
+    dropped = pd.DataFrame(reasons, columns=["reason", "n"])
+    results.annotate(dropped, counts={"n": {f"#{scope}": "{reason}"}}, labels=["reason"], source=cohort)
+    return results.subset(cohort, keep.to_numpy(), scope), dropped
+
+
+def _scope_name(period, min_age, max_age) -> str:
+    """Status variable of a notebook's restriction (the same limits elsewhere are the same variable):
+    atom "in" for the rows kept, one atom per reason for the rows left out."""
+    p = f"{period[0]}-{period[1]}" if period is not None else "all"
+    return f"scope[{p};{min_age:g}-{'' if max_age is None else f'{max_age:g}'}]"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,9 +397,10 @@ def usable(catalogue_selection: Sequence[Indicator], include_npr_only: bool) -> 
 
 def definitions(inds: Sequence[Indicator], lang: str = "en") -> pd.DataFrame:
     """The catalogue entries as a table (one row per indicator)."""
-    return pd.DataFrame([{"indicator": i.id, "title": i.title_in(lang), "type": i.type, "eligible": i.eligible,
-                          "numerator": i.numerator, "direction": i.direction, "green": i.green,
-                          "yellow": i.yellow, "min_n": i.min_n, "source": i.source} for i in inds])
+    d = pd.DataFrame([{"indicator": i.id, "title": i.title_in(lang), "type": i.type, "eligible": i.eligible,
+                       "numerator": i.numerator, "direction": i.direction, "green": i.green,
+                       "yellow": i.yellow, "min_n": i.min_n, "source": i.source} for i in inds])
+    return results.annotate(d, counts={}, labels=list(d.columns), universe="catalogue")
 
 
 def unit_regions(cohort: pd.DataFrame, unit: str) -> pd.DataFrame:
@@ -409,20 +422,51 @@ def evaluate_many(cohort: pd.DataFrame, inds: Sequence[Indicator], unit: str | N
 def overview(national: pd.DataFrame, per_unit: pd.DataFrame, inds: Sequence[Indicator],
              lang: str = "en") -> pd.DataFrame:
     """One row per indicator: national n, events, prop (CI), target, and the number of units at each
-    target level (low-n units counted separately, not in the levels)."""
+    target level (low-n units counted separately, not in the levels).
+
+    per_unit: the *published* (protected) per-unit frame (``out.protect(per_unit)``): a unit whose level
+    is withheld is counted in `units_withheld`, never in a level, so the counts of units cannot reveal it.
+    The unit counts are numbers of hospitals (or areas), not of patients (statistics).
+    """
     rows = []
     for i in inds:
         nat = national[national["indicator"] == i.id].iloc[0]
         u = per_unit[per_unit["indicator"] == i.id]
-        ok = u[~u["low_n_flag"]]
+        shown = u["level"].notna() & u["low_n_flag"].notna()
+        low = shown & u["low_n_flag"].astype("boolean").fillna(False).astype(bool)
+        ok = u[shown & ~low]
         rows.append({"indicator": i.id, "title": i.title_in(lang), "n": int(nat["n"]), "events": int(nat["events"]),
                      "prop": nat["prop"], "lower": nat["lower"], "upper": nat["upper"],
                      "green": i.green, "yellow": i.yellow, "level": nat["level"],
                      "units": len(u), "units_green": int((ok["level"] == "green").sum()),
                      "units_yellow": int((ok["level"] == "yellow").sum()),
-                     "units_red": int((ok["level"] == "red").sum()), "units_below_min": int(u["low_n_flag"].sum()),
-                     "units_low_coverage": int(u["low_coverage"].sum())})
-    return pd.DataFrame(rows)
+                     "units_red": int((ok["level"] == "red").sum()), "units_below_min": int(low.sum()),
+                     "units_withheld": int((~shown).sum()),
+                     "units_low_coverage": int(u.loc[shown, "low_coverage"].astype("boolean").fillna(False).sum())})
+    d = pd.DataFrame(rows)
+    st = "#{indicator}"
+    return results.annotate(d, counts={"n": {st: "event|nonevent"}, "events": {st: "event"}},
+                            derived={"prop": ["n", "events"], "lower": ["n", "events"], "upper": ["n", "events"],
+                                     "level": ["n", "events"]},
+                            labels=["indicator", "title", "green", "yellow"],
+                            stats=[c for c in d.columns if c.startswith("units")], population_conds=_pop(national),
+                            universe=national.attrs[results.KEY]["universe"])
+
+
+def _pop(result: pd.DataFrame) -> list[tuple[str, str]]:
+    """The population conditions of a result (to annotate a frame computed from it)."""
+    return [tuple(c) for c in result.attrs[results.KEY]["population"]]
+
+
+def _annotate_units(frame: pd.DataFrame, source: pd.DataFrame, unit: str, n: str = "n", events: str = "events",
+                    derived: dict | None = None, labels=("indicator",), stats=()) -> pd.DataFrame:
+    """Metadata of a per-unit frame of one indicator (column `unit` holding values of the cohort column
+    `unit`): n analysed and events are the cells of `evaluate` (status variable #<indicator>); every other
+    numeric column is derived from them unless named in stats."""
+    st = "#{indicator}"
+    return results.annotate(frame, counts={n: {st: "event|nonevent"}, events: {st: "event"}},
+                            dims={"unit": unit}, derived=derived or {}, labels=[c for c in labels if c in frame],
+                            stats=[c for c in stats if c in frame], source=source)
 
 
 def funnel(cohort: pd.DataFrame, ind: Indicator, unit: str, centre: str = "national",
@@ -435,7 +479,30 @@ def funnel(cohort: pd.DataFrame, ind: Indicator, unit: str, centre: str = "natio
     tab, info = variation.funnel_table(d, "unit", "y", target=target, levels=levels)
     tab.insert(0, "indicator", ind.id)
     info["indicator"] = ind.id
-    return tab, info
+    return _annotate_units(tab, cohort, unit), info
+
+
+def overdispersion_table(infos: Sequence[dict]) -> pd.DataFrame:
+    """The `info` of several `funnel` calls as a table: indicator, target, k (units), phi, tau2, p_value
+    (statistics of the whole set of units)."""
+    d = pd.DataFrame([{k: i[k] for k in ("indicator", "target", "k", "phi", "tau2", "p_value")} for i in infos])
+    return results.annotate(d, counts={}, labels=["indicator"], stats=["target", "k", "phi", "tau2", "p_value"],
+                            universe="models")
+
+
+def limit_flags(crude: pd.DataFrame, adjusted: pd.DataFrame, level_name: str) -> pd.DataFrame:
+    """Per unit of one indicator: n, events and whether it lies outside the `level_name` % limits, crude
+    (exact binomial), overdispersion-adjusted (multiplicative, additive) and case-mix adjusted
+    (adj_outside_<L>); the flags are derived from the unit's counts (withheld with them)."""
+    cols = ["indicator", "unit", "n", "events", f"outside_{level_name}", f"outside_mult_{level_name}",
+            f"outside_add_{level_name}"]
+    f = crude[cols].merge(adjusted[["unit", f"outside_{level_name}"]]
+                          .rename(columns={f"outside_{level_name}": f"adj_outside_{level_name}"}), on="unit", how="left")
+    f.attrs = {}
+    m = crude.attrs[results.KEY]
+    return results.annotate(f, counts={k: dict(v) for k, v in m["counts"].items() if k in ("n", "events")},
+                            dims=m["dims"], labels=["indicator"], universe=m["universe"],
+                            population_conds=[tuple(c) for c in m["population"]])
 
 
 def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] = (0.95, 0.998)) -> pd.DataFrame:
@@ -453,7 +520,14 @@ def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] =
         name = f"{100 * level:.10g}"
         zq = _st.norm.ppf(0.5 + level / 2)
         d[f"outside_{name}"] = np.where(d["z"] > zq, "high", np.where(d["z"] < -zq, "low", ""))
-    return d.rename(columns={"std_prop": "prop"})
+    d = d.rename(columns={"std_prop": "prop"})
+    d.attrs = {}
+    m = oe.attrs.get(results.KEY)
+    if m is None:
+        return d
+    return results.annotate(d, counts={k: dict(v) for k, v in m["counts"].items()}, dims=m["dims"],
+                            labels=["indicator"], universe=m["universe"],
+                            population_conds=[tuple(c) for c in m["population"]])
 
 
 def random_effects(cohort: pd.DataFrame, ind: Indicator, unit: str, adjustment: Sequence[str],
@@ -482,6 +556,23 @@ def random_effects(cohort: pd.DataFrame, ind: Indicator, unit: str, adjustment: 
     else:
         raise ValueError(f"method must be 'joint' or 'offset', got {method!r}")
     return null, adj
+
+
+def random_effects_tables(ind: Indicator, null, adj, cohort: pd.DataFrame, unit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, unit effects) of `random_effects`: summary one row (indicator, units, n, sigma2 and MOR
+    before and after case-mix adjustment, MOR CI, share of the between-unit variance explained by case-mix);
+    unit effects per unit (n, events, shrunken effect on the log-odds scale, se, CI, odds ratio, outside)."""
+    row = pd.DataFrame([{"indicator": ind.id, "units": adj.n_groups, "n": adj.n_obs,
+                         "sigma2_null": null.sigma2, "mor_null": null.mor, "sigma2": adj.sigma2, "mor": adj.mor,
+                         "mor_lower": adj.mor_ci[0], "mor_upper": adj.mor_ci[1],
+                         "share_explained_by_case_mix": variation.variance_explained(null, adj)}])
+    st = "#{indicator}"
+    row = results.annotate(row, counts={"n": {st: "event|nonevent"}}, labels=["indicator"],
+                           stats=[c for c in row.columns if c not in ("indicator", "n")], source=cohort)
+    ue = adj.unit_effects.rename(columns={"group": "unit"}).assign(indicator=ind.id)
+    ue = ue[["indicator", "unit", "n", "events", "effect", "se", "lower", "upper", "odds_ratio", "or_lower",
+             "or_upper", "outside"]].reset_index(drop=True)
+    return row, _annotate_units(ue, cohort, unit)
 
 
 def _logit(y: np.ndarray, X: np.ndarray):
@@ -529,29 +620,45 @@ def area_variation(cohort: pd.DataFrame, ind: Indicator, area: str = "referral_a
     stats_ = {"indicator": ind.id, "areas": len(res), "eq": variation.eq(res["std_prop"]),
               "eq2": variation.eq2(res["std_prop"]), "cv": variation.cv(res["std_prop"]),
               "scv": variation.scv(ok["events"], ok["expected"]) if len(ok) else np.nan}
-    return res, stats_
+    # strata_empty counts standard strata (not patients) without a patient in the area: withheld with n
+    return _annotate_units(res, cohort, area, derived={"strata_empty": ["n"]}), stats_
+
+
+def area_statistics(stats_: Sequence[dict]) -> pd.DataFrame:
+    """The statistics of several `area_variation` calls as a table (EQ, EQ2, CV, SCV over all areas)."""
+    d = pd.DataFrame(list(stats_))
+    return results.annotate(d, counts={}, labels=["indicator"], stats=[c for c in d.columns if c != "indicator"],
+                            universe="models")
 
 
 def outside_summary(flags: pd.DataFrame, titles: dict, level_name: str = "99.8") -> str:
     """Markdown summary of units outside the `level_name` % limits, per indicator.
 
-    flags: indicator, unit, outside_<L> (crude, exact binomial), optionally outside_add_<L> (crude,
-    overdispersion-adjusted, additive random effects) and adj_outside_<L> (case-mix adjusted).
+    flags: the published (protected) frame of `limit_flags`: indicator, unit, outside_<L> (crude, exact
+    binomial), optionally outside_add_<L> (crude, overdispersion-adjusted, additive random effects) and
+    adj_outside_<L> (case-mix adjusted); a withheld flag (missing) is counted as withheld, never as inside
+    or outside.
     Per indicator: how many units fall outside each set of limits, and by name the units outside
     both the case-mix adjusted and the overdispersion-adjusted limits (beyond the usual spread between
     units even after case-mix: the strongest candidates for unjustified variation).
     """
     col, acol, ocol = f"outside_{level_name}", f"adj_outside_{level_name}", f"outside_add_{level_name}"
+
+    def out_(s: pd.Series) -> pd.Series:
+        return s.notna() & (s.astype(object).fillna("") != "")
+
     lines = []
     for iid in dict.fromkeys(flags["indicator"]):
         f = flags[flags["indicator"] == iid]
         k = len(f)
-        parts = [f"{int((f[col] != '').sum())} of {k} units outside the exact limits"]
+        hidden = int(f[col].isna().sum())
+        parts = [f"{int(out_(f[col]).sum())} of {k} units outside the exact limits"
+                 + (f" ({hidden} withheld)" if hidden else "")]
         if acol in f.columns:
-            parts.append(f"{int((f[acol] != '').sum())} after case-mix adjustment")
+            parts.append(f"{int(out_(f[acol]).sum())} after case-mix adjustment")
         if ocol in f.columns:
-            parts.append(f"{int((f[ocol] != '').sum())} outside the overdispersion-adjusted limits")
-            strong = f[(f[ocol] != "") & ((f[acol] != "") if acol in f.columns else True)]
+            parts.append(f"{int(out_(f[ocol]).sum())} outside the overdispersion-adjusted limits")
+            strong = f[out_(f[ocol]) & (out_(f[acol]) if acol in f.columns else True)]
             named = ", ".join(f"{u} ({'above' if s == 'high' else 'below'})" for u, s in zip(strong["unit"], strong[ocol]))
             parts.append(f"beyond both case-mix and overdispersion-adjusted limits: {named or 'none'}")
         lines.append(f"- **{titles.get(iid, iid)}**: " + "; ".join(parts) + ".")

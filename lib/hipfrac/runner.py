@@ -27,18 +27,25 @@ from hipfrac.params import PROJECT_ROOT, load
 KERNEL = os.environ.get("HIPFRAC_KERNEL", "hipfrac")
 
 
-def keep_exporter_outputs(path: Path) -> int:
+def keep_exporter_outputs(path: Path) -> list[str]:
     """Drop every output of the executed notebook at `path` that did not come through the Exporter (its
-    metadata has no "hipfrac" key); execution counts stay. Returns the number of outputs dropped."""
+    metadata has no "hipfrac" key); execution counts stay. Returns what was dropped ("cell 12: stream
+    stderr"), cells numbered as in the source notebook (1 = first cell)."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
-    dropped = 0
-    for cell in nb.cells:
+    dropped = []
+    injected = sum(1 for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+    for k, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        keep = [o for o in cell.get("outputs", []) if "hipfrac" in (o.get("metadata") or {})]
-        dropped += len(cell.get("outputs", [])) - len(keep)
+        keep = []
+        for o in cell.get("outputs", []):
+            if "hipfrac" in (o.get("metadata") or {}):
+                keep.append(o)
+            else:
+                what = o.get("name") if o.get("output_type") == "stream" else ",".join(sorted(o.get("data", {})))
+                dropped.append(f"cell {k + 1 - injected}: {o.get('output_type')} {what}".rstrip())
         cell.outputs = keep
     nbformat.write(nb, str(path))
     return dropped
@@ -116,6 +123,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path, env: dict | None
               f"manifest piece are missing", file=sys.stderr)
     dropped = keep_exporter_outputs(tmp / nb.name)
     safepaths.replace(tmp, final)
-    note = f" ({dropped} output(s) not from the Exporter dropped)" if dropped else ""
+    note = (f" ({len(dropped)} output(s) not from the Exporter dropped: {'; '.join(dropped[:6])}"
+            f"{' ...' if len(dropped) > 6 else ''})") if dropped else ""
     print(f"ok: {nb.name} -> {final}{note}")
     return 0

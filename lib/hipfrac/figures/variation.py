@@ -286,3 +286,81 @@ def heat_table(values: pd.DataFrame, row_col: str = "indicator", col_col: str = 
     if title:
         ax.set_title(title, fontsize=7)
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# figure-level functions for out.figure(name, plot, data, ...): each draws a whole figure from protected
+# results (withheld values are missing) and says what it left out
+# --------------------------------------------------------------------------------------------------
+WITHHELD_NOTE = "{k} withheld (small counts: not drawn)"
+
+
+def withheld_note(fig, k: int, text: str = WITHHELD_NOTE) -> None:
+    """A note under the figure saying how many units or values were withheld (so a gap never reads as
+    missing data)."""
+    if k:
+        fig.text(0.01, 0.005, text.format(k=k), fontsize=5, color=style.GREY, ha="left", va="bottom")
+
+
+def _hidden(frame: pd.DataFrame, col: str) -> int:
+    return int(frame[col].isna().sum()) if col in frame.columns else 0
+
+
+def target_grid(data: pd.DataFrame, titles: dict | None = None, region_col: str = "region"):
+    """`hospital_grid` of a protected per-unit result; withheld cells ("s") explained under the figure."""
+    fig = hospital_grid(data, titles, region_col=region_col)
+    withheld_note(fig, _hidden(data, "prop"), "s: {k} cells withheld (small counts, or to protect them)")
+    return fig
+
+
+def funnel_pair(crude: pd.DataFrame, adjusted: pd.DataFrame, *, target: float, national: float,
+                levels: Sequence[float], tau2: float | None = None, title: str = ""):
+    """Crude (exact binomial limits around `target`, with the overdispersion-adjusted outer limit) and
+    case-mix adjusted (normal limits around the national proportion) funnels side by side."""
+    fig, (a1, a2) = panels(2, ncols=2, aspect=0.6)
+    funnel_plot(crude, target, "crude", levels, tau2=tau2, ax=a1, legend=False)
+    funnel_plot(adjusted, national, "case-mix adjusted", levels, ax=a2, ylabel="Standardised proportion",
+                limits="normal", legend=False)
+    shared_legend(fig, a1)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    withheld_note(fig, max(_hidden(crude, "prop"), _hidden(adjusted, "prop")), "{k} units withheld (not drawn)")
+    return fig
+
+
+def caterpillar(effects: pd.DataFrame, *, title: str = "", highlight: Sequence[str] = ()):
+    """`caterpillar_plot` of protected unit effects (column `unit`); withheld units counted under it."""
+    fig = caterpillar_plot(effects, title, unit_col="unit", highlight=highlight)
+    withheld_note(fig, _hidden(effects, "odds_ratio"), "{k} units withheld (not drawn)")
+    return fig
+
+
+def trend_panels(national: pd.DataFrame, by_group: pd.DataFrame, *, indicators: Sequence[tuple[str, str, float | None]],
+                 ncols: int = 3):
+    """One `trend_plot` panel per indicator (id, title, target): national line and CI, one line per group
+    (withheld years are gaps, counted under the figure)."""
+    fig, axes = panels(len(indicators), ncols=ncols, aspect=0.8)
+    for k, ((iid, title, target), ax) in enumerate(zip(indicators, axes)):
+        trend_plot(national[national["indicator"] == iid], by_group[by_group["indicator"] == iid], target=target,
+                   title=title, ax=ax, legend=(k == 0))
+    withheld_note(fig, _hidden(by_group, "prop"), "{k} region-years withheld (gaps in the lines)")
+    return fig
+
+
+def tile_map_panels(areas: pd.DataFrame, *, grid: pd.DataFrame, titles: dict, value_col: str = "std_prop",
+                    ncols: int = 4):
+    """One `tile_map` per indicator of `areas` (column `unit` = referral area); withheld areas grey."""
+    inds = list(dict.fromkeys(areas["indicator"]))
+    fig, axes = panels(len(inds), ncols=ncols, aspect=1.3)
+    for iid, ax in zip(inds, axes):
+        vals = areas[areas["indicator"] == iid].rename(columns={"unit": "referral_area"})
+        tile_map(vals, grid, value_col=value_col, title=titles.get(iid, iid), ax=ax)
+    withheld_note(fig, _hidden(areas, value_col), "–: {k} area values withheld (small counts)")
+    return fig
+
+
+def heat(values: pd.DataFrame, *, row_labels: dict | None = None, title: str = ""):
+    """`heat_table` of a protected result; withheld cells ("s") explained under the figure."""
+    fig = heat_table(values, row_labels=row_labels, title=title)
+    withheld_note(fig, _hidden(values, "prop"), "s: {k} cells withheld (small counts, or to protect them)")
+    return fig
