@@ -73,3 +73,34 @@ def test_without_interval_atoms_the_difference_leaks():
                          dims=["hospital"])
     safe = protection.protect(d, MIN).frame
     assert _between_recoverable(safe, 30, 90) == [0]
+
+
+FUK = "#fu[dead,cens]"
+
+
+def test_complete_kinds_link_the_row_total_to_its_follow_up_atoms():
+    """n (the hospital's patients, no follow-up condition) = dead by 30 + censored by 30 + alive at 30:
+    with a complete-kinds variable the survivors are a cell, and 'all but 3 died' is protected."""
+    assert sdc.complete_kinds(FUK) == ("dead", "cens") and sdc.complete_kinds("#fu") is None
+    dead30 = sdc.interval_atom("dead", -np.inf, 30)
+    alive30 = sdc.status_level(sdc.interval_atom("dead", 30, np.inf), sdc.interval_atom("cens", 30, np.inf))
+    d = pd.DataFrame({"hospital": ["AHUS", "BAERUM", "DRAMMEN", "KONGSBERG"], "n": [40, 60, 80, 100],
+                      "dead_30": [37, 10, 12, 14], "cens_30": [0, 0, 0, 0], "alive_30": [3, 50, 68, 86]})
+    d = results.annotate(d, counts={"n": {}, "dead_30": {FUK: dead30},
+                                    "cens_30": {FUK: sdc.interval_atom("cens", -np.inf, 30)}},
+                         dims=["hospital"], private=["cens_30"], known=["cens_30"], labels=[])
+    d = d.drop(columns="alive_30")
+    safe = protection.protect(d, MIN).frame
+    shown = safe["n"].notna() & safe["dead_30"].notna()
+    left = (safe["n"] - safe["dead_30"])[shown]
+    assert not ((left >= 1) & (left < MIN)).any(), "AHUS: n - dead = 3 survivors readable"
+    # the same cell named two ways is one cell: no remainder between n and its atoms
+    n_full = sdc.Cell.make("patients", [("hosp", "x"), (FUK, sdc.status_level(*sdc.full_partition(FUK, [30])))])
+    p = sdc.Problem(MIN)
+    p.add(sdc.Cell.make("patients", [("hosp", "x")]), 40, sdc.VISIBLE)
+    p.add(n_full, 40, sdc.VISIBLE)
+    p.add(sdc.Cell.make("patients", [("hosp", "x"), (FUK, dead30)]), 37, sdc.VISIBLE)
+    p.add(sdc.Cell.make("patients", [("hosp", "x"), (FUK, sdc.interval_atom("cens", -np.inf, 30))]), 0, sdc.VISIBLE)
+    p.add(sdc.Cell.make("patients", [("hosp", "x"), (FUK, alive30)]), 3, sdc.CANDIDATE)
+    sol = p.solve()
+    assert len(sol.exposed) == 1, "the survivors follow from n and the deaths: the engine must see it"

@@ -21,3 +21,14 @@ def test_stacked_unit_types_do_not_double_the_national_margin():
     # each type alone: the withheld cells are not the difference of a total and the visible ones
     for t in ("hospital", "referral_area"):
         assert shown.loc[shown.unit_type == t, "n"].isna().sum() >= 2
+
+
+def test_a_level_called_norway_or_total_is_a_total_only_for_units():
+    d = pd.DataFrame({"birth_country": ["Norway", "Sweden", "other"], "n": [300, 3, 20]})
+    d = results.annotate(d, counts=["n"], dims=["birth_country"])
+    cells = results.row_cells(results.Meta(d))
+    assert all(c.get("birth_country") is not None for c in cells.values()), "Norway is a country here"
+    u = results.annotate(pd.DataFrame({"hospital": ["Norway", "AHUS"], "n": [323, 40]}), counts=["n"],
+                         dims=["hospital"])
+    ucells = results.row_cells(results.Meta(u))
+    assert ucells[(0, "n")].conds == () and ucells[(1, "n")].get("hosp") is not None

@@ -32,7 +32,7 @@ def _check_published(frame, n="n", events="events"):
 def test_restriction_is_a_population_with_its_dropped_counts(setup, tiny_cohort):
     rows, dropped, _ = setup
     universe, conds = results.population(rows, strict=True)
-    assert universe == "patients" and any(v.startswith("#scope[") and lvl == "in" for v, lvl in conds)
+    assert universe == "patients" and any(v.startswith("#scope(") and lvl == "in" for v, lvl in conds)
     assert int(dropped["n"].sum()) == len(tiny_cohort) - len(rows)
     assert results.Meta(dropped).published_counts == ["n"]
 

@@ -374,7 +374,7 @@ def _scope_name(period, min_age, max_age) -> str:
     """Status variable of a notebook's restriction (the same limits elsewhere are the same variable):
     atom "in" for the rows kept, one atom per reason for the rows left out."""
     p = f"{period[0]}-{period[1]}" if period is not None else "all"
-    return f"scope[{p};{min_age:g}-{'' if max_age is None else f'{max_age:g}'}]"
+    return f"scope({p};{min_age:g}-{'' if max_age is None else f'{max_age:g}'})"
 
 
 # --------------------------------------------------------------------------------------------------

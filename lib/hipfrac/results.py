@@ -266,8 +266,15 @@ def _fmt(tmpl: str, row: Mapping) -> str:
     return _TMPL.sub(sub, tmpl)
 
 
+#: variables whose "Norway"/"all"/"total" value is the national total (units and geography); elsewhere
+#: such a value is an ordinary level (birth country Norway, a total hip replacement)
+UNIT_VARS = frozenset(set(sdc.DIM_VARIABLES) | set(sdc.DIM_VARIABLES.values()) | {"unit", "region", "group"})
+
+
 def _is_total(var: str, value) -> bool:
-    return var.lower() in TOTAL_VARS or (isinstance(value, str) and value.strip().lower() in TOTAL_VALUES)
+    if var.lower() in TOTAL_VARS:
+        return True
+    return var in UNIT_VARS and isinstance(value, str) and value.strip().lower() in TOTAL_VALUES
 
 
 def row_cells(meta: Meta, columns: Iterable[str] | None = None) -> dict[tuple[int, str], sdc.Cell]:

@@ -22,7 +22,10 @@ alive and followed on day 30. Counts at different horizons (dead by 30, 90 and 3
 days of an at-risk table, cumulative events of a curve) are then one variable: before solving, every
 interval atom of a variable is cut at every break point any cell of that variable uses
 (:func:`refine_map`), so "dead by 90" is "dead@0-30|dead@30-90" and the deaths between day 30 and 90 are a
-cell of the system (protected when small) even if no output names them.
+cell of the system (protected when small) even if no output names them. A variable named with its
+complete set of kinds, ``#fu[dead,cens]``, has no remainder: over (-inf, inf] the kinds are every unit, so
+the row's patients (a cell without the variable) are the sum of its atoms and "alive and followed on day
+30" is ``dead@30-inf|cens@30-inf``.
 
 Each count is the sum of **inner cells**: the products of the finest levels of its system's variables (see
 below). A withheld cell is *determined* when its row of the model matrix is a linear combination of the
@@ -155,6 +158,36 @@ def parse_interval(atom: str) -> tuple[str, float, float] | None:
     return m["kind"], float(m["a"]), float(m["b"])
 
 
+_KINDS = re.compile(r"\[([A-Za-z_]\w*(?:,\s*[A-Za-z_]\w*)+)\]$")
+
+
+def complete_kinds(var: str) -> tuple[str, ...] | None:
+    """The event kinds of a follow-up variable named ``#name[kind1,kind2,...]``: every unit has exactly one
+    of them at some time in (-inf, inf] (e.g. ``#fu[dead,cens]``: each patient's follow-up ends in death or
+    censoring), so the variable has no remainder; None for other variables."""
+    if not is_status(var):
+        return None
+    m = _KINDS.search(var)
+    return tuple(k.strip() for k in m[1].split(",")) if m else None
+
+
+def full_partition(var: str, grid: Iterable[float]) -> list[str]:
+    """Every atom of a complete-kinds variable on a grid of break points (-inf and inf added)."""
+    kinds = complete_kinds(var)
+    g = sorted(set(grid) | {-math.inf, math.inf})
+    return [interval_atom(k, g[i], g[i + 1]) for k in kinds for i in range(len(g) - 1)]
+
+
+def _grid(levels: Iterable[str]) -> set[float]:
+    out: set[float] = set()
+    for lev in levels:
+        for a in atoms(lev):
+            p = parse_interval(a)
+            if p is not None:
+                out.update(p[1:])
+    return out
+
+
 def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
     """Cells whose interval atoms are cut at the break points of every cell given (per status variable),
     mapped to their refined form (cells that do not change are left out)."""
@@ -169,6 +202,9 @@ def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
                         breaks[var].update(p[1:])
     if not breaks:
         return {}
+    for v in breaks:
+        if complete_kinds(v):
+            breaks[v] |= {-math.inf, math.inf}
     grids = {v: sorted(b) for v, b in breaks.items()}
     out: dict[Cell, Cell] = {}
     for c in cells:
@@ -212,8 +248,14 @@ def implied_cells(row_cells: dict[Cell, float | None]) -> dict[Cell, float | Non
             levels = dict(levels)
             levels[None] = row_cells[root]
         named = sorted(set().union(*(atoms(lev) for lev in levels if lev is not None)) - {REMAINDER})
-        has_rest = None in levels or any(REMAINDER in atoms(lev) for lev in levels if lev is not None)
-        atom_list = named + ([REMAINDER] if has_rest else [])
+        if complete_kinds(var):  # follow-up: the kinds over all time are every unit (no remainder)
+            atom_list = full_partition(var, _grid(lev for lev in levels if lev is not None))
+            stray = set(named) - set(atom_list)
+            if stray:
+                raise ValueError(f"{var}: atoms {sorted(stray)} are not on the variable's common interval grid")
+        else:
+            has_rest = None in levels or any(REMAINDER in atoms(lev) for lev in levels if lev is not None)
+            atom_list = named + ([REMAINDER] if has_rest else [])
         if len(atom_list) < 2:
             continue
         sets = {lev: (frozenset(atom_list) if lev is None else atoms(lev)) for lev in levels}
@@ -570,7 +612,9 @@ class System:
         leaves: dict[str, list[str]] = {}
         for var in self.vars:
             levels = sorted({c.get(var) for c in self.cells if c.get(var) is not None})
-            if is_status(var):
+            if complete_kinds(var):
+                leaves[var] = full_partition(var, _grid(levels))
+            elif is_status(var):
                 named = sorted(set().union(*(atoms(lev) for lev in levels)) - {REMAINDER}) if levels else []
                 leaves[var] = named + [REMAINDER]
             else:
