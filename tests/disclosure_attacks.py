@@ -1266,7 +1266,8 @@ def chain_relations(fr: Frame, counts: list[str], min_rows: int = 3):
         for b in counts:
             if a == b:
                 continue
-            x, y = X[a].to_numpy()[:-1], X[b].to_numpy()[1:]
+            x = X[a].to_numpy(dtype=float, na_value=np.nan)[:-1]
+            y = X[b].to_numpy(dtype=float, na_value=np.nan)[1:]
             vis = ~np.isnan(x) & ~np.isnan(y)
             if vis.sum() >= min_rows and np.abs(x[vis] - y[vis]).max() < 1e-9 and np.ptp(x[vis]) > 0 \
                     and (x[vis] != 0).sum() >= min_rows:

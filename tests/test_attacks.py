@@ -325,3 +325,12 @@ def test_published_smoke_run_is_not_recoverable():
         pytest.fail(f"{len(leaks)} recoverable small counts:\n{msg}", pytrace=False)
     if key and rep.successes():
         pytest.fail(f"{len(rep.successes())} correct-and-small recoveries:\n{msg}", pytrace=False)
+
+
+def test_a_header_only_table_is_attacked_without_error(tmp_path):
+    """An empty published table (e.g. no hospital outside the limits) is a valid output."""
+    empty = pd.DataFrame({"unit": pd.Series([], dtype=object), "n": pd.Series([], dtype=object),
+                          "events": pd.Series([], dtype=object)})
+    run_dir = _write(tmp_path / "run", {"nb/tables/empty.csv": empty, "nb/tables/t.csv": _prop_rows(False)})
+    rep = attack_run(run_dir)
+    assert set(rep.summary()["class"]) == set(CLASSES) | {"joint"}
