@@ -460,19 +460,16 @@ def test_findings_never_print_ids_or_dates(tmp_path):
     assert "P00***" in text
 
 
-def test_scan_of_a_national_size_run_is_fast(tmp_path):
-    """600 files and some 30,000 table rows stay well under 10 s (measured: about 1 s)."""
-    import time
-
+def test_scan_of_a_national_size_run_has_no_false_findings(tmp_path):
+    """600 files and some 30,000 table rows of aggregates: nothing found (its time is measured by
+    `make bench`, stage scan, not here)."""
     run = _run(tmp_path)
     big = pd.concat([_aggregate(seed).assign(indikator=f"ind{seed}") for seed in range(20)],
                     ignore_index=True)  # 29,040 rows: 20 indicators x 44 hospitals x 11 years x 3 age bands
     _table(run, "big", big)
     for i in range(600):
         (run / "01_demo" / "tables" / f"note_{i}.md").write_text(f"| Sykehus | N |\n|---|---:|\n| Ahus | {100 + i} |\n")
-    t0 = time.process_time()
     assert _found(run) == []
-    assert time.process_time() - t0 < 10
 
 
 # --- figures that draw individuals -------------------------------------------------------------------------
