@@ -167,10 +167,14 @@ def test_flowchart_steps_are_a_chain_and_a_small_exclusion_is_withheld_with_its_
 def test_extracts_and_validation_report_are_records_not_patients():
     e = overview.extracts(pd.DataFrame({"source": ["a", "b"], "format": ["csv", "csv"], "n_read": [100, 50],
                                         "n_dropped": [3, 0], "n_kept": [97, 50]}))
-    assert e.attrs[results.KEY]["universe"] == "records:extracts"
+    assert e.attrs[results.KEY]["universe"] == "records:{source}"
+    cells = results.row_cells(results.Meta(e))
+    assert cells[(0, "n_read")].universe == "records:a" and cells[(1, "n_read")].universe == "records:b"
     pr = protection.protect(e, 5, strict=True)
     assert pd.isna(pr.frame.at[0, "n_dropped"])
     assert pd.isna(pr.frame.at[0, "n_read"]) or pd.isna(pr.frame.at[0, "n_kept"])
+    # records of two files never add up: the other file's counts are not complements
+    assert pr.frame.loc[1, ["n_read", "n_dropped", "n_kept"]].notna().all()
     v = overview.validation_report(pd.DataFrame({"source": ["a", "a"], "column": ["x", "y"], "problem": ["p", "q"],
                                                  "severity": ["warning"] * 2, "action": ["keep", "drop"],
                                                  "count": [2, 40]}))

@@ -14,7 +14,7 @@ Disclosure metadata (hipfrac.results):
   audit knows that remaining = previous - excluded along the whole chain (n_out of a step is the same cell
   as n_in of the next): a small exclusion is withheld with a complement and the running counts that would
   reveal it, and the table's meta lists the withheld cells.
-* **extracts** - universe ``records:extracts`` (rows of the delivered files), dimension ``source``; status
+* **extracts** - universe ``records:<source>`` (rows of each delivered file: two files never add up); status
   ``#validation``: n_read = every row, n_dropped = ``dropped``, n_kept = ``kept``.
 * **validation_report** - the same universe; per problem its own status variable
   ``#problem:<column>:<problem>`` (a row can have several problems), count = ``found``.
@@ -29,7 +29,7 @@ from hipfrac import results
 __all__ = ["EXTRACT_UNIVERSE", "FLOW_UNIVERSE", "extracts", "flowchart", "validation_report"]
 
 FLOW_UNIVERSE = "fracture_events"
-EXTRACT_UNIVERSE = "records:extracts"
+EXTRACT_UNIVERSE = "records:{source}"  # one universe per delivered file: records of two files never add up
 KEPT = "kept"
 
 
@@ -59,8 +59,7 @@ def extracts(ext: pd.DataFrame) -> pd.DataFrame:
     e = ext[["source", "format", "n_read", "n_dropped", "n_kept"]].reset_index(drop=True).copy()
     return results.annotate(e, counts={"n_read": {}, "n_dropped": {"#validation": "dropped"},
                                        "n_kept": {"#validation": "kept"}},
-                            dims={"source": "source"}, labels=["format"], universe=EXTRACT_UNIVERSE,
-                            population_conds=[])
+                            labels=["source", "format"], universe=EXTRACT_UNIVERSE, population_conds=[])
 
 
 def validation_report(report: pd.DataFrame) -> pd.DataFrame:
@@ -69,5 +68,5 @@ def validation_report(report: pd.DataFrame) -> pd.DataFrame:
     r = report[["source", "column", "problem", "severity", "action", "count"]].reset_index(drop=True).copy()
     r["count"] = pd.to_numeric(r["count"]).astype("int64")
     return results.annotate(r, counts={"count": {"#problem:{column}:{problem}": "found"}},
-                            dims={"source": "source"}, labels=["column", "problem", "severity", "action"],
+                            labels=["source", "column", "problem", "severity", "action"],
                             universe=EXTRACT_UNIVERSE, population_conds=[])

@@ -348,10 +348,12 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
             problem.add(cell, 0.0, ASSUMED)
     # what earlier outputs published or withheld
     if registry is not None:
-        varsets = sorted({c.vars for c in problem.cells}, key=lambda s: (len(s), sorted(s)))
-        for cell, v, st in registry.relevant(meta.universe, varsets):
-            problem.add(cell, v, {"visible": VISIBLE, "withheld": FORCED, "known": ASSUMED,
-                                  "implied": IMPLIED}[st], own=False)
+        for universe in sorted({c.universe for c in problem.cells}):
+            varsets = sorted({c.vars for c in problem.cells if c.universe == universe},
+                             key=lambda s: (len(s), sorted(s)))
+            for cell, v, st in registry.relevant(universe, varsets):
+                problem.add(cell, v, {"visible": VISIBLE, "withheld": FORCED, "known": ASSUMED,
+                                      "implied": IMPLIED}[st], own=False)
     sol = problem.solve()
 
     # back to the frame

@@ -19,7 +19,8 @@ that the Exporter can protect it without anything declared in a notebook:
   population, so that "not eligible" can be checked); **known**: private counts an attacker knows anyway
   (structural zeros such as "censored before 30 days" when every patient has a year of follow-up).
 * **universe** (what is counted: "patients" = index fractures of the cohort, "fracture_events",
-  "records:<source>"), **population** (conditions shared by every count, propagated from the input frame
+  "records:<source>"; a template such as "records:{source}" gives each row the universe of its value, so
+  the records of different files are never added up), **population** (conditions shared by every count, propagated from the input frame
   by :func:`population` / :func:`subset`), **complete** (the rows are every non-empty combination of the
   dimensions: an absent combination is a known zero).
 
@@ -283,6 +284,7 @@ def row_cells(meta: Meta, columns: Iterable[str] | None = None) -> dict[tuple[in
     cols = list(meta.counts) if columns is None else [c for c in columns if c in meta.counts]
     needed = set(meta.dims) | {m for c in cols for a, b in meta.counts[c] for m in _TMPL.findall(a + b)}
     needed |= {m for v in meta.dims.values() for m in _TMPL.findall(v)}
+    needed |= set(_TMPL.findall(meta.universe))  # a universe per row: "records:{source}"
     recs = frame[[c for c in frame.columns if str(c) in needed]].to_dict("records") if needed else [{}] * len(frame)
     out = {}
     for i, row in enumerate(recs):
@@ -294,7 +296,8 @@ def row_cells(meta: Meta, columns: Iterable[str] | None = None) -> dict[tuple[in
             if _is_total(var, value):
                 continue
             base.append(sdc.dim_level(var, value))
+        universe = _fmt(meta.universe, row)
         for c in cols:
             conds = base + [(_fmt(a, row), _fmt(b, row)) for a, b in meta.counts[c]]
-            out[(i, c)] = sdc.Cell.make(meta.universe, conds)
+            out[(i, c)] = sdc.Cell.make(universe, conds)
     return out
