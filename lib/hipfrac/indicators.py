@@ -464,9 +464,18 @@ def _annotate_units(frame: pd.DataFrame, source: pd.DataFrame, unit: str, n: str
     `unit`): n analysed and events are the cells of `evaluate` (status variable #<indicator>); every other
     numeric column is derived from them unless named in stats."""
     st = "#{indicator}"
+    labels = [c for c in labels if c in frame]
+    stats = [c for c in stats if c in frame]
+    roles = {n, events, "unit", *labels, *stats}
+    derived = {**{c: [n, events] for c in frame.columns if c not in roles}, **(derived or {})}
     return results.annotate(frame, counts={n: {st: "event|nonevent"}, events: {st: "event"}},
-                            dims={"unit": unit}, derived=derived or {}, labels=[c for c in labels if c in frame],
-                            stats=[c for c in stats if c in frame], source=source)
+                            dims={"unit": unit}, derived=derived, labels=labels, stats=stats, source=source)
+
+
+def _derived_rest(frame: pd.DataFrame, meta: dict, labels=()) -> dict:
+    """Every column of `frame` without a role in `meta` (or labels): derived from the row's counts."""
+    roles = set(meta["counts"]) | set(meta["dims"]) | set(labels)
+    return {c: list(meta["counts"]) for c in frame.columns if c not in roles}
 
 
 def funnel(cohort: pd.DataFrame, ind: Indicator, unit: str, centre: str = "national",
@@ -499,9 +508,11 @@ def limit_flags(crude: pd.DataFrame, adjusted: pd.DataFrame, level_name: str) ->
     f = crude[cols].merge(adjusted[["unit", f"outside_{level_name}"]]
                           .rename(columns={f"outside_{level_name}": f"adj_outside_{level_name}"}), on="unit", how="left")
     f.attrs = {}
-    m = crude.attrs[results.KEY]
-    return results.annotate(f, counts={k: dict(v) for k, v in m["counts"].items() if k in ("n", "events")},
+    m = dict(crude.attrs[results.KEY])
+    m["counts"] = {k: v for k, v in m["counts"].items() if k in ("n", "events")}
+    return results.annotate(f, counts={k: dict(v) for k, v in m["counts"].items()},
                             dims=m["dims"], labels=["indicator"], universe=m["universe"],
+                            derived=_derived_rest(f, m, ["indicator"]),
                             population_conds=[tuple(c) for c in m["population"]])
 
 
@@ -526,7 +537,7 @@ def adjusted_funnel(oe: pd.DataFrame, national: float, levels: Sequence[float] =
     if m is None:
         return d
     return results.annotate(d, counts={k: dict(v) for k, v in m["counts"].items()}, dims=m["dims"],
-                            labels=["indicator"], universe=m["universe"],
+                            labels=["indicator"], universe=m["universe"], derived=_derived_rest(d, m, ["indicator"]),
                             population_conds=[tuple(c) for c in m["population"]])
 
 
