@@ -104,3 +104,22 @@ def test_complete_kinds_link_the_row_total_to_its_follow_up_atoms():
     p.add(sdc.Cell.make("patients", [("hosp", "x"), (FUK, alive30)]), 3, sdc.CANDIDATE)
     sol = p.solve()
     assert len(sol.exposed) == 1, "the survivors follow from n and the deaths: the engine must see it"
+
+
+def test_missing_value_counts_are_sensitive_only_when_the_params_say_so():
+    """A hospital's 2 patients with a missing surgery time follow from its published patients minus the
+    analysed n: withheld (with n) under protect_missing, published otherwise; events stay protected."""
+    st = "#surgery_24h"
+    d = pd.DataFrame({"hospital": ["AHUS", "BAERUM", "DRAMMEN"], "n": [1788, 1432, 900],
+                      "events": [1100, 3, 600], "n_missing": [2, 0, 7], "_n_pop": [1790, 1432, 907]})
+    d = results.annotate(d, counts={"n": {st: "event|nonevent"}, "events": {st: "event"},
+                                    "n_missing": {st: "missing"}, "_n_pop": {}},
+                         dims=["hospital"], private=["_n_pop"])
+    strict = protection.protect(d, MIN, protect_missing=True).frame
+    assert pd.isna(strict.at[0, "n_missing"]) and pd.isna(strict.at[0, "n"])
+    lenient = protection.protect(d, MIN, protect_missing=False).frame
+    assert lenient.at[0, "n_missing"] == 2 and lenient.at[0, "n"] == 1788
+    assert pd.isna(lenient.at[1, "events"]), "a small event count is protected either way"
+    from hipfrac.params import load
+
+    assert load("params/smoke.yaml").export.protect_missing is False

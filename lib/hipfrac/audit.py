@@ -65,11 +65,11 @@ def read_store(audit_dir: Path, notebooks=None) -> list[tuple[str, str, Cell, fl
     return out
 
 
-def audit_cells(records, min_cell: int) -> AuditResult:
+def audit_cells(records, min_cell: int, protect_missing: bool = True) -> AuditResult:
     """Solve the union of a run's outputs: cells published anywhere are candidates (the audit may plan to
     withhold them), cells withheld anywhere stay withheld, implied counts must stay hidden."""
     t0 = time.perf_counter()
-    problem = sdc.Problem(min_cell)
+    problem = sdc.Problem(min_cell, protect_missing=protect_missing)
     outputs: dict[Cell, set[str]] = defaultdict(set)
     status: dict[Cell, str] = {}
     value: dict[Cell, float | None] = {}
@@ -122,7 +122,7 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
     pending: set[Cell] = set()
     for round_ in range(1, MAX_ROUNDS + 1):
         records = read_store(store, staged)
-        res = audit_cells(records, params.export.min_cell)
+        res = audit_cells(records, params.export.min_cell, params.export.protect_missing)
         new = res.plan - plan
         log(f"audit: round {round_}: {res.cells} cells in {res.systems} systems, {res.withheld} withheld, "
             f"{len(new)} more to withhold, {len(res.exposed)} exposed ({res.seconds:.1f} s)")

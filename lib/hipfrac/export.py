@@ -252,7 +252,8 @@ class Exporter:
             frame = protection.infer(frame, None if counts is None else list(counts) + undeclared, derived,
                                      row_totals, universe=f"plain:{self.notebook}:{self._inferred}", by=by)
         prot = protection.protect(frame, self.min_cell, registry=self.registry, forced=self.forced,
-                                  strict=self.strict, name=what)
+                                  strict=self.strict, name=what,
+                                  protect_missing=self.params.export.protect_missing)
         prot.undeclared = undeclared
         if prot.exposed:
             msg = (f"{what}: {len(prot.exposed)} small count(s) could not be protected here (the run-level audit "

@@ -224,7 +224,8 @@ def _implied(row_cells: dict[Cell, float]) -> dict[Cell, float | None]:
 
 
 def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = None, forced=frozenset(),
-            strict: bool = False, name: str = "result", intervals: bool = True) -> Protected:
+            strict: bool = False, name: str = "result", intervals: bool = True,
+            protect_missing: bool = True) -> Protected:
     """Withhold the small counts of a result, their complements and what is derived from them, so that
     nothing withheld can be recovered from this result together with everything in `registry`.
 
@@ -262,7 +263,7 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
     refined = sdc.refine_map(set(cellmap.values()))
     if refined:
         cellmap = {k: refined.get(c, c) for k, c in cellmap.items()}
-    problem = sdc.Problem(min_cell, intervals=intervals)
+    problem = sdc.Problem(min_cell, intervals=intervals, protect_missing=protect_missing)
     private = set(meta.private)
     known = set(meta.known)
     forced = set(forced)
@@ -333,7 +334,7 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
             if v is not None and c not in problem.cells:
                 problem.add(c, v, IMPLIED)
         for c, v in cells.items():
-            small = v is not None and 1 <= v < min_cell
+            small = v is not None and 1 <= v < min_cell and (protect_missing or not sdc.is_missing_cell(c))
             if c in problem.cells:
                 e = problem.cells[c]
                 if e.status == CANDIDATE:

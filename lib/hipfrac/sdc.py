@@ -284,6 +284,18 @@ def implied_cells(row_cells: dict[Cell, float | None]) -> dict[Cell, float | Non
     return out
 
 
+def is_missing_cell(cell: Cell) -> bool:
+    """A count of missing values: a classifying level "missing", or a status condition including the atom
+    "missing" (a numerator not recorded; patients not analysed, missing or not eligible)."""
+    for var, lev in cell.conds:
+        if is_status(var):
+            if MISSING in atoms(lev):
+                return True
+        elif lev.split(SEP)[-1] == MISSING:
+            return True
+    return False
+
+
 def _intersect(var: str, a: str, b: str) -> str:
     """Both conditions on one variable: the intersection (a deeper path, or the common atoms)."""
     if is_status(var):
@@ -438,9 +450,10 @@ class Problem:
     forced > candidate > assumed > implied).
     """
 
-    def __init__(self, min_cell: int = 5, *, intervals: bool = True):
+    def __init__(self, min_cell: int = 5, *, intervals: bool = True, protect_missing: bool = True):
         self.min_cell = int(min_cell)
         self.intervals = intervals
+        self.protect_missing = protect_missing
         self.cells: dict[Cell, Entry] = {}
         self.foreign: set[Cell] = set()  # cells only known from earlier outputs: interval-checked by the audit
         self.totals: set[Cell] = set()  # candidates that are margins of other candidates: published first
@@ -464,13 +477,16 @@ class Problem:
 
     def small(self, cell: Cell) -> bool:
         v = self.cells[cell].value
+        if not self.protect_missing and is_missing_cell(cell):
+            return False
         return v is not None and 1 <= v < self.min_cell and float(v).is_integer()
 
     def sensitive(self, cell: Cell) -> bool:
-        """A count of 1..min_cell-1 (whatever its status), or an implied count of unknown value."""
+        """A count of 1..min_cell-1 (whatever its status), or an implied count of unknown value (counts of
+        missing values only when protect_missing)."""
         e = self.cells[cell]
         if e.status == IMPLIED and e.value is None:
-            return True
+            return self.protect_missing or not is_missing_cell(cell)
         return self.small(cell)
 
     # --- systems -----------------------------------------------------------------------------------
@@ -494,7 +510,7 @@ class Problem:
     def _solve_refined(self, mapping: dict[Cell, Cell], max_rounds: int) -> Solution:
         """Solve with every interval atom cut at the common break points (cells naming the same units
         become one), and map the solution back to the cells as given."""
-        sub = Problem(self.min_cell, intervals=self.intervals)
+        sub = Problem(self.min_cell, intervals=self.intervals, protect_missing=self.protect_missing)
         back: dict[Cell, list[Cell]] = defaultdict(list)
         for c, e in self.cells.items():
             r = mapping.get(c, c)
