@@ -92,3 +92,20 @@ def test_outside_summary_never_counts_a_withheld_flag_as_outside():
     text = indicators.outside_summary(flags, {"x": "X"}, "99.8")
     assert "1 of 4 units outside the exact limits (2 withheld)" in text
     assert "A (above)" in text and "B" not in text.split("limits:")[-1]
+
+
+def test_a_table_without_the_missing_column_keeps_the_variable_s_atoms(setup):
+    """The by-year table drops n_missing; its 'not analysed' (patients minus n) is missing + not eligible,
+    as in the pooled table, not a new remainder: nothing is withheld for it (it was: every national and
+    regional year of the surgery indicators, 440 cells at national scale)."""
+    rows, _, ind = setup
+    reg = protection.Registry()
+    pooled = protection.protect(indicators.evaluate(rows, ind, "hosp_region"), MIN, registry=reg,
+                                protect_missing=False)
+    reg.record(pooled)
+    by_year = indicators.evaluate(rows, ind, "hosp_region", by_year=True).drop(columns="n_missing")
+    alone = protection.protect(by_year, MIN, protect_missing=False)
+    linked = protection.protect(by_year, MIN, registry=reg, protect_missing=False)
+    assert linked.frame["n"].isna().sum() == alone.frame["n"].isna().sum()
+    assert linked.frame["events"].isna().sum() == alone.frame["events"].isna().sum()
+    assert results.Meta(by_year).atoms == {"#{indicator}": ["event", "nonevent", "missing"]}

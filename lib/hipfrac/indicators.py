@@ -282,7 +282,7 @@ def annotate_indicator_frame(frame: pd.DataFrame, source: pd.DataFrame) -> pd.Da
                             "upper": ["n", "events"], "level": ["n", "events"], "low_n_flag": ["n"],
                             "coverage": "*", "low_coverage": "*"},
                             labels=["indicator", "unit_level"], private=[c for c in ("_n_pop",) if c in frame.columns],
-                            source=source)
+                            source=source, atoms={st: ["event", "nonevent", "missing"]})
 
 
 CATEGORICAL = ("year",)
@@ -469,7 +469,8 @@ def _annotate_units(frame: pd.DataFrame, source: pd.DataFrame, unit: str, n: str
     roles = {n, events, "unit", *labels, *stats}
     derived = {**{c: [n, events] for c in frame.columns if c not in roles}, **(derived or {})}
     return results.annotate(frame, counts={n: {st: "event|nonevent"}, events: {st: "event"}},
-                            dims={"unit": unit}, derived=derived, labels=labels, stats=stats, source=source)
+                            dims={"unit": unit}, derived=derived, labels=labels, stats=stats, source=source,
+                            atoms={st: ["event", "nonevent", "missing"]})
 
 
 def _derived_rest(frame: pd.DataFrame, meta: dict, labels=()) -> dict:

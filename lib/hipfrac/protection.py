@@ -218,9 +218,9 @@ def _coarsenings(cell: Cell):
             yield Cell(cell.universe, conds)
 
 
-def _implied(row_cells: dict[Cell, float]) -> dict[Cell, float | None]:
+def _implied(row_cells: dict[Cell, float], declared=None) -> dict[Cell, float | None]:
     """Counts implied within one row (see hipfrac.sdc.implied_cells)."""
-    return sdc.implied_cells(row_cells)
+    return sdc.implied_cells(row_cells, declared)
 
 
 def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = None, forced=frozenset(),
@@ -290,8 +290,9 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
             problem.add(cell, v, FORCED if cell in forced else CANDIDATE)
     # implied counts of each row
     implied: dict[Cell, float] = {}
-    for rc in per_row.values():
-        for cell, v in _implied(rc).items():
+    declared = results.row_atoms(meta)
+    for i, rc in per_row.items():
+        for cell, v in _implied(rc, declared[i]).items():
             if v is not None:  # a row that does not determine it (missing values) cannot reveal it either
                 implied.setdefault(cell, v)
     for cell, v in implied.items():

@@ -111,7 +111,8 @@ def annotate(frame: pd.DataFrame, *, counts: Mapping[str, Mapping[str, str]] | S
              labels: Iterable[str] = (), stats: Iterable[str] = (), private: Iterable[str] = (),
              known: Iterable[str] = (), universe: str | None = None,
              population_conds: Sequence[tuple[str, str]] | None = None, source: pd.DataFrame | None = None,
-             complete: bool = True, kind: str = "table") -> pd.DataFrame:
+             complete: bool = True, kind: str = "table",
+             atoms: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Attach disclosure metadata to `frame` (in place; returns it).
 
     counts: count columns with their conditions ({col: {var: level}}; a list of names = no condition:
@@ -121,6 +122,10 @@ def annotate(frame: pd.DataFrame, *, counts: Mapping[str, Mapping[str, str]] | S
     source: the frame of units the result was computed from: its population (universe, conditions) is
         taken from it (see :func:`population`); population_conds add to (or, without source, give) them.
     private / known: see the module doc.
+    atoms: {status variable (template): every atom it has besides the remainder}, e.g.
+        {"#{indicator}": ["event", "nonevent", "missing"]}: a frame that does not publish one of them (a
+        by-year table without n_missing) still knows it exists, so its remainder ("not eligible") is the
+        same set of units as in every other table of the variable.
     """
     if isinstance(counts, Mapping):
         cnt = {str(c): [[str(k), str(v)] for k, v in (conds or {}).items()] for c, conds in counts.items()}
@@ -137,7 +142,7 @@ def annotate(frame: pd.DataFrame, *, counts: Mapping[str, Mapping[str, str]] | S
          "labels": [str(c) for c in labels], "stats": [str(c) for c in stats],
          "private": [str(c) for c in private], "known": [str(c) for c in known],
          "universe": universe or uni, "population": [list(c) for c in pop], "complete": bool(complete),
-         "kind": kind}
+         "kind": kind, "atoms": {str(k): [str(a) for a in v] for k, v in (atoms or {}).items()}}
     missing = [c for c in list(cnt) + list(dm) + list(m["derived"]) + m["labels"] + m["stats"] + m["private"]
                if c not in frame.columns]
     if missing:
@@ -202,6 +207,9 @@ def concat(frames: Sequence[pd.DataFrame], **kwargs) -> pd.DataFrame:
         for k in ("universe", "population"):
             if other[k] != m[k]:
                 raise ValueError(f"results.concat: frames differ in {k}: {m[k]!r} vs {other[k]!r}")
+        m.setdefault("atoms", {})
+        for c, v in other.get("atoms", {}).items():
+            m["atoms"][c] = sorted(set(m["atoms"].get(c, [])) | set(v))
         for k in ("counts", "dims", "derived"):
             for c, v in other[k].items():
                 if c in m[k] and m[k][c] != v:
@@ -232,6 +240,7 @@ class Meta:
         self.labels = [c for c in m["labels"] if c in cols]
         self.stats = [c for c in m["stats"] if c in cols]
         self.complete = bool(m.get("complete", True))
+        self.atoms = {k: list(v) for k, v in m.get("atoms", {}).items()}
         self.kind = m.get("kind", "table")
         counted = set(self.counts)
         self.derived: dict[str, list[str]] = {}
@@ -276,6 +285,16 @@ def _is_total(var: str, value) -> bool:
     if var.lower() in TOTAL_VARS:
         return True
     return var in UNIT_VARS and isinstance(value, str) and value.strip().lower() in TOTAL_VALUES
+
+
+def row_atoms(meta: Meta) -> list[dict[str, frozenset]]:
+    """Per row position: status variable -> its declared atoms (annotate(atoms=...)), templates filled."""
+    frame = meta.frame
+    if not meta.atoms:
+        return [{} for _ in range(len(frame))]
+    needed = {m for k in meta.atoms for m in _TMPL.findall(k)}
+    recs = frame[[c for c in frame.columns if str(c) in needed]].to_dict("records") if needed else [{}] * len(frame)
+    return [{_fmt(k, {str(a): b for a, b in r.items()}): frozenset(v) for k, v in meta.atoms.items()} for r in recs]
 
 
 def row_cells(meta: Meta, columns: Iterable[str] | None = None) -> dict[tuple[int, str], sdc.Cell]:

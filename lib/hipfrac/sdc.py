@@ -230,7 +230,8 @@ def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
     return out
 
 
-def implied_cells(row_cells: dict[Cell, float | None]) -> dict[Cell, float | None]:
+def implied_cells(row_cells: dict[Cell, float | None],
+                  declared: Mapping[str, Iterable[str]] | None = None) -> dict[Cell, float | None]:
     """Counts implied within one row: for each status variable, the atoms of its levels that are not
     themselves a count of the row (non-events, not eligible), and the differences of nested levels (the
     deaths between two horizons), with their values when the row determines them (else None)."""
@@ -247,7 +248,8 @@ def implied_cells(row_cells: dict[Cell, float | None]) -> dict[Cell, float | Non
         if root in row_cells:
             levels = dict(levels)
             levels[None] = row_cells[root]
-        named = sorted(set().union(*(atoms(lev) for lev in levels if lev is not None)) - {REMAINDER})
+        named = sorted(set().union(*(atoms(lev) for lev in levels if lev is not None), (declared or {}).get(var, ()))
+                       - {REMAINDER})
         if complete_kinds(var):  # follow-up: the kinds over all time are every unit (no remainder)
             atom_list = full_partition(var, _grid(lev for lev in levels if lev is not None))
             stray = set(named) - set(atom_list)
