@@ -248,3 +248,15 @@ def test_figures_show_withheld_cells_with_a_legend_entry():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("withheld" in x for x in labels)
     assert "B" in [t.get_text() for t in fig.axes[0].get_yticklabels()]
+
+
+def test_registrations_missing_from_one_register_follow_protect_missing():
+    """A fracture in NPR only is a registration missing from NHFR: a missing-data count, published unless
+    the data controller sets export.protect_missing (then withheld with the coverage built on it)."""
+    cov = pd.DataFrame({"hospital": ["AHUS", "AHUS", "Bodø", "Bodø"], "year": [2014, 2015, 2014, 2015],
+                        "n_both": [500, 600, 400, 450], "n_nhfr_only": [0, 1, 0, 0], "n_npr_only": [10, 2, 8, 9]})
+    t = coverage.coverage_table(cov, ["hospital", "year"], years=(2014, 2015))
+    lenient = protection.protect(t, 5, protect_missing=False).frame
+    assert lenient["coverage"].notna().all() and lenient["n_npr_only"].notna().all()
+    strict = protection.protect(t, 5, protect_missing=True).frame
+    assert strict["n_npr_only"].isna().any() and strict["coverage"].isna().any()

@@ -84,11 +84,12 @@ def coverage_table(coverage: pd.DataFrame, by: Sequence[str] = ("hospital", "yea
     g = g.reset_index(drop=True)
     linked = "#linked"
     return results.annotate(
-        g, counts={"n_both": {linked: "both"}, "n_nhfr_only": {linked: "nhfr_only"},
-                   "n_npr_only": {linked: "npr_only"}, "n_total": {}},
+        # a fracture in one register only is a registration missing from the other (export.protect_missing)
+        g, counts={"n_both": {linked: "both"}, "n_nhfr_only": {linked: "missing:npr"},
+                   "n_npr_only": {linked: "missing:nhfr"}, "n_total": {}},
         dims={c: c for c in by}, derived={"coverage": "*", "level": "*"},
         labels=[c for c in g.columns if c not in by + cols + ["n_total", "coverage", "level"]],
-        universe="records:coverage",
+        universe="records:coverage", atoms={linked: ["both", "missing:npr", "missing:nhfr"]},
         population_conds=[("#period", f"{years[0]}-{years[1]}")] if years is not None else [])
 
 

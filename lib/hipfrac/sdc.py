@@ -288,10 +288,11 @@ def implied_cells(row_cells: dict[Cell, float | None],
 
 def is_missing_cell(cell: Cell) -> bool:
     """A count of missing values: a classifying level "missing", or a status condition including the atom
-    "missing" (a numerator not recorded; patients not analysed, missing or not eligible)."""
+    "missing" or "missing:<what>" (a numerator not recorded; patients not analysed, missing or not
+    eligible; a fracture missing from one of two registers)."""
     for var, lev in cell.conds:
         if is_status(var):
-            if MISSING in atoms(lev):
+            if any(a == MISSING or a.startswith(MISSING + ":") for a in atoms(lev)):
                 return True
         elif lev.split(SEP)[-1] == MISSING:
             return True
