@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipfrac import curves, results
+from hipfrac import curves, results, sdc
 
 __all__ = [
     "FineGrayFitter",
@@ -168,13 +168,16 @@ def _cinc(t: np.ndarray, ev: np.ndarray, cause: int):
 
 
 def cumulative_incidence(data: pd.DataFrame, *, time: str, event: str, times=None, group=None,
-                         causes=None, conf_level: float = 0.95) -> pd.DataFrame:
+                         causes=None, conf_level: float = 0.95, status: str | None = None) -> pd.DataFrame:
     """Aalen–Johansen cumulative incidence of each cause, with Gray's (cmprsk::cuminc) variance.
 
     data: one row per subject. time: column of follow-up times (>= 0, e.g. days). event: column coded
     0 = censored, 1, 2, ... = causes. times: evaluation times (same unit as `time`); None = every
     distinct observed time. group: column name or list of names to estimate separately by.
     causes: causes to report (default all observed).
+    status: the complete-kinds status variable the counts are cells of (hipfrac.sdc; kinds = the causes
+    1, 2, ... in order, then censoring; times in the unit of `time`), e.g. ``OUTCOME_STATUS[...]``
+    (default ``cr_status(causes observed)``). Use the same variable wherever the same outcome is counted.
     Returns a tidy DataFrame: [group columns], cause, time, cif, var, se, lower, upper, n_risk, events
     — `cif` is the probability of having had the cause by `time` (right-continuous step function),
     `var` Gray's variance (as cmprsk), `lower`/`upper` pointwise limits on the log(-log) scale,
@@ -227,34 +230,81 @@ def cumulative_incidence(data: pd.DataFrame, *, time: str, event: str, times=Non
                 upper = np.where((cif > 0) & (cif < 1), cif ** np.exp(z * k), np.where(cif == 0, 0.0, cif))
             fr = pd.DataFrame({"cause": c, "time": tt, "cif": cif, "var": vv, "se": se, "lower": lower,
                                "upper": upper, "n_risk": n_after.astype(int), "events": nev.astype(int)})
+            # private: events of the cause after t, up to the next time (after the last: to the end)
+            fr["_next"] = np.diff(np.r_[fr["events"].to_numpy(), int((ev == c).sum())])
             for g, k in zip(groups, key):
                 fr.insert(groups.index(g), g, k)
             frames.append(fr)
     out = pd.concat(frames, ignore_index=True)
     out = out.sort_values([*groups, "cause", "time"], kind="mergesort").reset_index(drop=True)
-    return _annotate_cif(out, groups, data, ["events", "n_risk"])
+    return _annotate_cif(out, groups, data, ["events", "n_risk", "_next"], status or cr_status(all_causes),
+                         all_causes)
 
 
-def _annotate_cif(out: pd.DataFrame, groups, data, counts) -> pd.DataFrame:
-    """Disclosure metadata (hipfrac.results): at time t, the cumulative events of cause c are the atom
-    cause<c> and the number under observation after t the atom risk of the status variable #cr<t>."""
-    out["_cr"] = [f"#cr{float(t):g}" for t in out["time"]]
-    out["_cause"] = [f"cause{int(c)}" for c in out["cause"]]
-    cnt = {"events": {"{_cr}": "{_cause}"}, "n_risk": {"{_cr}": "risk"}}
+#: status variables of new-fracture outcomes with death competing (hipfrac.sdc complete kinds, times in days
+#: since the index fracture): one variable per outcome, the same in notebook 03 (hipfrac.risk) and notebook 04
+#: (hipfrac.prevention), so that the run-level audit links every count of the outcome
+OUTCOME_STATUS = {"second_hip_fracture": "#fx2[fx,dead,cens]", "any_new_fracture": "#newfx[fx,dead,cens]"}
+
+
+def cr_status(causes) -> str:
+    """Default status variable of a competing-risks count: ``#cr[c1,c2,...,cens]`` (cause k -> kind ck)."""
+    return "#cr[" + ",".join(f"c{int(c)}" for c in sorted(causes)) + ",cens]"
+
+
+def cr_kinds(status: str, causes) -> tuple[dict[int, str], str]:
+    """(cause -> kind, censoring kind) of a complete-kinds status variable (hipfrac.sdc): its kinds are the
+    causes 1, 2, ... in order, then censoring, e.g. ``#fx2[fx,dead,cens]``: 1 = fx, 2 = dead, 0 = cens."""
+    kinds = sdc.complete_kinds(status)
+    if kinds is None or len(kinds) < 2:
+        raise ValueError(f"status variable {status!r} must name its kinds: '#name[cause1,...,censored]'")
+    causes = sorted(int(c) for c in causes)
+    if causes and max(causes) > len(kinds) - 1:
+        raise ValueError(f"status variable {status!r} names {len(kinds) - 1} cause(s); the data have causes {causes}")
+    return {k + 1: kinds[k] for k in range(len(kinds) - 1)}, kinds[-1]
+
+
+def _after(kinds, t: float) -> str:
+    return sdc.status_level(*(sdc.interval_atom(k, float(t), np.inf) for k in kinds))
+
+
+def _annotate_cif(out: pd.DataFrame, groups, data, counts, status: str, all_causes) -> pd.DataFrame:
+    """Disclosure metadata (hipfrac.results): one complete-kinds status variable (`status`, times in days of
+    `time`): the cumulative events of cause c by t are the atom ``<kind of c>@-inf-t``, the number under
+    observation after t every kind in (t, inf]; the engine cuts the intervals at every time any cell uses, so
+    the events between two published times are cells (protected when small). A table also carries them as the
+    private count _next (events of the cause after t up to the next time, or to the end after the last), so
+    that it is protected on its own too (nothing else published). Rows without a
+    number at risk (curve steps between at-risk times) count nothing (a variable of their own, value unknown)."""
+    cause_kind, cens = cr_kinds(status, all_causes)
+    every = [*cause_kind.values(), cens]
+    tt = out["time"].to_numpy(float)
+    if "events" in counts:
+        out["_lv_ev"] = [sdc.interval_atom(cause_kind[int(c)], -np.inf, t) for c, t in zip(out["cause"], tt)]
+    has_risk = out["n_risk"].notna().to_numpy()
+    out["_rv"] = np.where(has_risk, status, "#cr_no_count")
+    out["_rl"] = [_after(every, t) if h else f"t{t:g}" for t, h in zip(tt, has_risk)]
+    if "_next" in counts:
+        nxt = out.groupby([*groups, "cause"], sort=False)["time"].shift(-1).fillna(np.inf).to_numpy(float)
+        out["_lv_next"] = [sdc.interval_atom(cause_kind[int(c)], t, b) for c, t, b in zip(out["cause"], tt, nxt)]
+    cnt = {"events": {status: "{_lv_ev}"}, "n_risk": {"{_rv}": "{_rl}"}, "_next": {status: "{_lv_next}"}}
     est = [c for c in ("cif", "var", "se", "lower", "upper") if c in out.columns]
+    pub = [c for c in counts if not c.startswith("_")]
     return results.annotate(out, counts={c: cnt[c] for c in counts}, dims={g: g for g in groups},
-                            derived={c: list(counts) for c in est},
-                            labels=[c for c in ("cause", "time", "step", "_cr", "_cause") if c in out.columns],
+                            derived={c: pub for c in est}, private=[c for c in counts if c.startswith("_")],
+                            labels=[c for c in ("cause", "time", "step", "_lv_ev", "_rv", "_rl", "_lv_next")
+                                    if c in out.columns],
                             source=data, kind="figure" if "step" in out.columns else "table")
 
 
 def cif_curves(data: pd.DataFrame, *, time: str, event: str, group=None, causes=None, min_events: int,
-               at_risk_times, conf_level: float = 0.95) -> pd.DataFrame:
+               at_risk_times, conf_level: float = 0.95, status: str | None = None) -> pd.DataFrame:
     """Cumulative incidence curves for plotting, steps merged for disclosure control (hipfrac.curves):
     the CIF of a cause (with its log(-log) CI, as cumulative_incidence) is given at time 0 and where the
     events of the cause since the previous given step reach `min_events` (params export.min_cell); n_risk
     (under observation after t) only at `at_risk_times`. Columns: [group], cause, time, cif, lower, upper,
-    n_risk, step. An annotated result."""
+    n_risk, step. An annotated result (status: as cumulative_incidence; its numbers at risk are the
+    table's cells at the same times)."""
     groups = [] if group is None else ([group] if isinstance(group, str) else list(group))
     _check_columns(data, [time, event, *groups])
     d = data[[time, event, *groups]]
@@ -291,7 +341,7 @@ def cif_curves(data: pd.DataFrame, *, time: str, event: str, group=None, causes=
                 fr.insert(groups.index(g), g, kk)
             frames.append(fr)
     out = pd.concat(frames, ignore_index=True)
-    return _annotate_cif(out, groups, data, ["n_risk"])
+    return _annotate_cif(out, groups, data, ["n_risk"], status or cr_status(all_causes), all_causes)
 
 
 # --------------------------------------------------------------------------------------------------
