@@ -204,7 +204,7 @@ def test_regression_table_and_adjusted_survival(sim):
     tab = risk.regression_table(r, sim)
     asa = tab[tab.factor == "ASA class"]
     assert asa.hr.iloc[0] == 1 and asa.ref.iloc[0] and not asa.ref.iloc[1:].any()
-    assert asa.n_level.sum() == r.n
+    assert asa.n.sum() == r.n == tab.n.iloc[0]
     prof = {"young": dict(age=70, male=0, asa_group="1-2", residence="home"),
             "frail": dict(age=92, male=1, asa_group="4-5", residence="nursing_home")}
     s = risk.adjusted_survival(r, prof, days=[0, 30, 365, 1000])

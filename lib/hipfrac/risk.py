@@ -23,6 +23,20 @@ exact score test of survival >= 3.0), `schoenfeld_smooth` (binned scaled residua
 Publication output: `regression_table`; `adjusted_survival` for typical patient profiles.
 
 Times are in days; hazard ratios are per unit stated in `FACTORS` (age effects are shown per profile).
+
+Disclosure metadata (hipfrac.results; every table function returns an annotated result):
+
+* deaths by a horizon h are the atom ``dead@-inf-h`` of the complete-kinds follow-up variable
+  ``#fu[dead,cens]`` (death or censoring at followup_days; the whole follow-up: ``dead@-inf-inf``), as in
+  hipfrac.survival; patients alive at the start of an episode (a, b] are ``dead@a-inf|cens@a-inf``;
+* complete cases of a set of columns are the population condition ``#complete:<col1>,<col2>,...`` =
+  complete (the rest: dropped), added to the data's population; missing values of one column
+  ``#complete:<column>`` = missing (recorded the rest), as notebook 00's completeness;
+* a second hip fracture with death competing: ``#fx2[fx,dead,cens]`` (hipfrac.competing.OUTCOME_STATUS),
+  the same variable as notebook 04's cumulative incidence of the outcome;
+* model outputs (coefficients, hazard ratios, tests, C-indices, model-based curves, Rubin statistics) are
+  statistics. "Every patient" is always written without a condition (never as the full set of #fu atoms:
+  one cell under two names would be published under one and withheld under the other).
 Reference checks: tests/reference/cox.R (survival::coxph, cox.zph on `lung`), tests/test_risk.py.
 """
 
@@ -34,7 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipfrac.competing import _gram
+from hipfrac import results, sdc
+from hipfrac.competing import OUTCOME_STATUS, _gram
 
 __all__ = [
     "BreslowCox",
@@ -51,6 +66,7 @@ __all__ = [
     "harrell_c",
     "impute_chained",
     "missingness_table",
+    "model_overview",
     "outcome",
     "paf_gcomputation",
     "ph_test",
@@ -60,8 +76,12 @@ __all__ = [
     "rcs_basis",
     "regression_table",
     "schoenfeld_smooth",
+    "second_fracture_cif",
+    "second_fracture_curves",
     "second_fracture_frame",
     "second_fracture_models",
+    "stack_paf",
+    "stack_summaries",
     "typical_profiles",
 ]
 
@@ -102,6 +122,40 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
            unit="per 100 operations a year"),
     Factor("res_region", "categorical", "res_region", "Helse Sør-Øst", label="Health region"),
 ]}
+
+
+FU = "#fu[dead,cens]"            # follow-up of death (complete kinds: no remainder)
+FX2 = OUTCOME_STATUS["second_hip_fracture"]
+#: NHFR form variables of notebook 00's completeness (not eligible there: NPR-only fractures)
+_NHFR_FORM = frozenset({"fracture_datetime", "surgery_datetime", "asa", "cognitive", "fracture_type", "side",
+                        "operation_type", "stem_fixation", "anaesthesia", "nerve_block"})
+
+
+def dead_by(h: float | None) -> str:
+    """Atom of #fu[dead,cens]: died on or before day h (None: at any time)."""
+    return sdc.interval_atom("dead", -np.inf, np.inf if h is None else float(h))
+
+
+def alive_after(a: float) -> str:
+    """Atoms of #fu[dead,cens]: follow-up longer than a days (alive and followed on day a)."""
+    return sdc.status_level(sdc.interval_atom("dead", float(a), np.inf), sdc.interval_atom("cens", float(a), np.inf))
+
+
+def complete_var(columns) -> str:
+    """Status variable of the complete cases of `columns` (atoms complete / dropped)."""
+    return "#complete:" + ",".join(sorted(set(map(str, columns))))
+
+
+def _population(data: pd.DataFrame, extra=()) -> tuple[str, list]:
+    uni, pop = results.population(data)
+    return uni, [*pop, *[tuple(c) for c in extra]]
+
+
+def _stats_result(frame: pd.DataFrame, labels, source: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A result without counts: `labels` label columns, every other column a statistic."""
+    labels = [c for c in labels if c in frame.columns]
+    return results.annotate(frame, counts={}, labels=labels, stats=[c for c in frame.columns if c not in labels],
+                            source=source)
 
 
 def _factor(name: str) -> Factor:
@@ -258,6 +312,9 @@ class CoxResult:
     fmi: pd.Series | None = None
     m: int = 1
     label: str = ""
+    universe: str = "patients"                     # what the model's rows count (hipfrac.results)
+    population: list = field(default_factory=list)  # their population: the data's and the complete cases
+    cases_var: str = ""                            # #complete:<columns> of the complete cases
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -277,7 +334,7 @@ class CoxResult:
         })
         if self.fmi is not None:
             out["fmi"] = self.fmi.to_numpy()
-        return out
+        return _stats_result(out, ["factor", "term"])
 
 
 class BreslowCox:
@@ -441,6 +498,26 @@ class BreslowCox:
         return r[o], tt[o]
 
 
+def _cc_columns(data: pd.DataFrame, factors, cluster=None, strata=None) -> list[str]:
+    cols = sorted({_factor(f).column for f in factors})
+    extra = [c for c in ("followup_days", "dead", cluster, strata) if c and c in data.columns and data[c].isna().any()]
+    return cols + extra
+
+
+def _cases_var(data: pd.DataFrame, factors, cluster=None, strata=None) -> str:
+    """#complete:<columns> of a model's complete cases: the factor columns, and the outcome / cluster /
+    strata columns if any of them has a missing value."""
+    return complete_var(_cc_columns(data, factors, cluster, strata))
+
+
+def _cases(data: pd.DataFrame, factors, cluster=None, strata=None) -> list[tuple[str, str]]:
+    """Population condition of the complete cases of a model (none when no row is dropped)."""
+    cols = _cc_columns(data, factors, cluster, strata)
+    if not data[cols].isna().any(axis=1).any():
+        return []
+    return [(complete_var(cols), "complete")]
+
+
 def _model_frame(data: pd.DataFrame, factors, cluster, strata):
     cols = sorted({_factor(f).column for f in factors} | {"followup_days", "dead"}
                   | ({cluster} if cluster else set()) | ({strata} if strata else set()))
@@ -527,9 +604,12 @@ def fit_cox(data: pd.DataFrame, factors, *, horizon_days: float | None = None, c
     if strata is None:
         tau, ch = fit.baseline[0]
         base = pd.DataFrame({"cumhaz": ch}, index=pd.Index(tau, name="day"))
+    cases = _cases(data, factors, cluster, strata)
+    uni, pop = _population(data, cases)
     return CoxResult(params=pd.Series(fit.params, index=cols), vcov=pd.DataFrame(fit.vcov, index=cols, columns=cols),
                      info=info, n=len(d), events=int(e.sum()), horizon_days=horizon_days, n_dropped=n_dropped,
-                     concordance=c_index, cph=fit, baseline_cumhaz=base, label=label)
+                     concordance=c_index, cph=fit, baseline_cumhaz=base, label=label, universe=uni, population=pop,
+                     cases_var=_cases_var(data, factors, cluster, strata))
 
 
 def linear_predictor(res: CoxResult, data: pd.DataFrame, params=None) -> np.ndarray:
@@ -555,7 +635,8 @@ def anova_importance(res: CoxResult) -> pd.DataFrame:
                      "chi2_minus_df": chi2 - len(terms)})
     out = pd.DataFrame(rows)
     out["share"] = out.chi2_minus_df.clip(lower=0) / out.chi2_minus_df.clip(lower=0).sum()
-    return out.sort_values(["chi2_minus_df", "factor"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(["chi2_minus_df", "factor"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    return _stats_result(out, ["factor"])
 
 
 def cindex_drop(data: pd.DataFrame, factors, *, horizon_days: float | None = None, age_knots: int = 4) -> pd.DataFrame:
@@ -570,7 +651,8 @@ def cindex_drop(data: pd.DataFrame, factors, *, horizon_days: float | None = Non
         rows.append({"factor": f, "c_full": full.concordance, "c_without": r.concordance,
                      "c_drop": full.concordance - r.concordance})
     out = pd.DataFrame(rows)
-    return out.sort_values(["c_drop", "factor"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(["c_drop", "factor"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    return _stats_result(out, ["factor"])
 
 
 def _risk_at(res: CoxResult, X: np.ndarray, params: np.ndarray, day: float) -> np.ndarray:
@@ -589,7 +671,10 @@ def paf_gcomputation(res: CoxResult, data: pd.DataFrame, *, factor: str, set_fro
     95 % interval by drawing coefficients from their (robust/pooled) normal distribution `draws` times,
     baseline hazard held at its estimate. Needs a model without strata.
     Returns one row: factor, set_from, set_to, day, n, n_exposed, risk_observed, risk_counterfactual,
-    paf, lower, upper, prevented_per_1000 (deaths by `day` prevented per 1,000 patients)."""
+    paf, lower, upper, prevented_per_1000 (deaths by `day` prevented per 1,000 patients).
+    Annotated: n = the patients of the model's rows of `data` (a count); n_exposed = those with `factor` in
+    `set_from` in `data` (imputed values included: status #imputed:<column>, not linked to observed
+    counts); the PAF and its interval are withheld with n_exposed; the risks are statistics."""
     if res.baseline_cumhaz is None:
         raise ValueError("paf_gcomputation needs a model without strata (fit with cluster=..., strata=None)")
     set_from = [set_from] if isinstance(set_from, str) else list(set_from)
@@ -613,26 +698,60 @@ def paf_gcomputation(res: CoxResult, data: pd.DataFrame, *, factor: str, set_fro
     rng = np.random.default_rng(seed)
     sims = rng.multivariate_normal(b, res.vcov.to_numpy(), size=draws, method="eigh")  # robust V may be singular
     ps = np.array([paf(s)[2] for s in sims])
-    return pd.DataFrame([{
+    out = pd.DataFrame([{
         "factor": factor, "set_from": "|".join(set_from), "set_to": set_to, "day": day, "n": len(d),
         "n_exposed": int(exposed.sum()), "risk_observed": r_obs, "risk_counterfactual": r_cf, "paf": p,
         "lower": float(np.quantile(ps, 0.025)), "upper": float(np.quantile(ps, 0.975)),
         "prevented_per_1000": 1000 * (r_obs - r_cf),
     }])
+    return _paf_meta(out, data, res, col)
+
+
+def _paf_meta(out: pd.DataFrame, data: pd.DataFrame, res: CoxResult, col: str) -> pd.DataFrame:
+    uni, pop = _population(data, _cases(data, res.info.factors))
+    out["_ev"] = f"#imputed:{col}"
+    return results.annotate(out, counts={"n": {}, "n_exposed": {"{_ev}": "{set_from}"}},
+                            derived={c: ["n_exposed"] for c in ("paf", "lower", "upper", "prevented_per_1000")},
+                            labels=["factor", "set_from", "set_to", "day", "_ev"],
+                            stats=["risk_observed", "risk_counterfactual"], universe=uni, population_conds=pop)
+
+
+def stack_paf(frames) -> pd.DataFrame:
+    """Attributable fractions of several factors (paf_gcomputation) in one table."""
+    return results.concat(list(frames))
 
 
 # --------------------------------------------------------------------------------------------------
 # missing data
 # --------------------------------------------------------------------------------------------------
 def missingness_table(data: pd.DataFrame, factors) -> pd.DataFrame:
-    """Per factor column: n, number and per cent missing, and the share of rows complete on all."""
+    """Per factor column: n, number and per cent missing, and the share of rows complete on all.
+
+    Annotated: n = every patient of `data`; n_missing = the atom missing of ``#complete:<column>`` (as
+    notebook 00's completeness; for an NHFR form variable of NPR-only fractures, which are not eligible
+    there, their remainder atom is added when they all lack the value, and a variable of its own is used
+    when only some do); "all factors" = the atom dropped of ``#complete:<columns>``, the complete cases
+    of the models."""
     cols = [_factor(f).column for f in factors]
-    rows = [{"factor": f, "column": c, "n": len(data), "n_missing": int(data[c].isna().sum()),
-             "pct_missing": 100 * float(data[c].isna().mean())} for f, c in zip(factors, cols)]
+    npr = (data["source"] == "npr_only").to_numpy() if "source" in data.columns else np.zeros(len(data), bool)
+    rows = []
+    for f, c in zip(factors, cols):
+        miss = data[c].isna().to_numpy()
+        var, lv = f"#complete:{c}", "missing"
+        if c in _NHFR_FORM and npr.any():
+            if miss[npr].all():
+                lv = f"missing|{sdc.REMAINDER}"
+            elif miss[npr].any():
+                var = f"#complete:{c}(all sources)"
+        rows.append({"factor": f, "column": c, "n": len(data), "n_missing": int(miss.sum()),
+                     "pct_missing": 100 * float(miss.mean()), "_mv": var, "_ml": lv})
     complete = ~data[cols].isna().any(axis=1)
     rows.append({"factor": "all factors", "column": "", "n": len(data), "n_missing": int((~complete).sum()),
-                 "pct_missing": 100 * float((~complete).mean())})
-    return pd.DataFrame(rows)
+                 "pct_missing": 100 * float((~complete).mean()), "_mv": complete_var(cols), "_ml": "dropped"})
+    out = pd.DataFrame(rows)
+    return results.annotate(out, counts={"n": {}, "n_missing": {"{_mv}": "{_ml}"}},
+                            derived={"pct_missing": ["n", "n_missing"]}, labels=["factor", "column", "_mv", "_ml"],
+                            source=data)
 
 
 def _onehot(values: np.ndarray, levels) -> np.ndarray:
@@ -762,7 +881,7 @@ def pool_rubin(results: list[CoxResult], label: str = "") -> CoxResult:
                      info=r0.info, n=r0.n, events=r0.events, horizon_days=r0.horizon_days, n_dropped=0,
                      concordance=float(np.mean([r.concordance for r in results])), baseline_cumhaz=base,
                      df=pd.Series(df, index=terms), fmi=pd.Series(fmi, index=terms), m=m,
-                     label=label)
+                     label=label, universe=r0.universe, population=list(r0.population), cases_var=r0.cases_var)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -847,14 +966,16 @@ def ph_test(res: CoxResult, data: pd.DataFrame, *, transform: str = "km", method
                     ignore_index=True)
     out["p"] = stats.chi2.sf(out.chisq, out.df)
     out["transform"], out["method"] = transform, method
-    return out
+    return _stats_result(out, ["term", "factor", "transform", "method"])
 
 
 def schoenfeld_smooth(res: CoxResult, data: pd.DataFrame, *, bins: int = 10, transform: str = "km") -> pd.DataFrame:
     """Scaled Schoenfeld residuals (beta(t) estimates) averaged within `bins` groups of consecutive
     event times (equal numbers of events), with 95 % limits: a disclosure-safe version of the
     cox.zph plot (no individual residuals). Columns term, bin, time_days (median event time of the
-    bin), g (mean transformed time), beta_t, lower, upper, events, coef (the model's constant beta)."""
+    bin), g (mean transformed time), beta_t, lower, upper, events, coef (the model's constant beta).
+    Annotated: events = the model's deaths in the bin (status #schoenfeld_bin, atoms bin<k>; the same
+    cells for every term); the bin's times and residual averages are withheld with it; coef is a statistic."""
     sch, ev_t, V, params, t, e = _schoenfeld(res, data)
     d = len(ev_t)
     scaled = d * sch.to_numpy() @ V + params.to_numpy()
@@ -871,7 +992,12 @@ def schoenfeld_smooth(res: CoxResult, data: pd.DataFrame, *, bins: int = 10, tra
             rows.append({"term": term, "bin": b + 1, "time_days": float(np.median(ev_t[sl])), "g": float(g[sl].mean()),
                          "beta_t": float(v.mean()), "lower": float(v.mean() - 1.96 * se),
                          "upper": float(v.mean() + 1.96 * se), "events": len(v), "coef": float(params[term])})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["_bin"] = [f"bin{b}" for b in out["bin"]]
+    return results.annotate(out, counts={"events": {"#schoenfeld_bin": "{_bin}"}},
+                            derived={c: ["events"] for c in ("time_days", "g", "beta_t", "lower", "upper")},
+                            labels=["term", "bin", "_bin"], stats=["coef"], universe=res.universe,
+                            population_conds=res.population, kind="figure")
 
 
 def piecewise_cox(data: pd.DataFrame, factors, *, cuts=(30, 365), cluster: str | None = "hospital",
@@ -881,7 +1007,9 @@ def piecewise_cox(data: pd.DataFrame, factors, *, cuts=(30, 365), cluster: str |
     (one baseline hazard over time) has a partial likelihood that factorises over episodes, so it
     equals a separate Cox model per episode on the patients alive at its start (entry at the start,
     censored at its end), which is what is fitted. Same knots and levels in every episode.
-    Returns the tidy summary with `period` ("0-30d", ...), `start_day`, `end_day`, n, events."""
+    Returns the tidy summary with `period` ("0-30d", ...), `start_day`, `end_day`, n, events.
+    Annotated: n = the complete cases alive at the start a of the period (dead@a-inf|cens@a-inf of
+    #fu[dead,cens]), events = their deaths in (a, b] (dead@a-b); the estimates are withheld with events."""
     d, _ = _model_frame(data, factors, cluster, None)
     X, info = build_design(d, factors, age_knots=age_knots)
     t, e = outcome(d)
@@ -896,26 +1024,44 @@ def piecewise_cox(data: pd.DataFrame, factors, *, cuts=(30, 365), cluster: str |
         cols = list(X.columns)
         res = CoxResult(params=pd.Series(fit.params, index=cols), vcov=pd.DataFrame(fit.vcov, index=cols, columns=cols),
                         info=info, n=int(at.sum()), events=int(ee.sum()), horizon_days=None)
-        s = res.summary
+        s = pd.DataFrame(res.summary)
         period = f"{int(a)}-{int(b)}d" if np.isfinite(b) else f"{int(a)}d+"
         s.insert(0, "period", period)
         s["start_day"], s["end_day"], s["n"], s["events"] = a, b, res.n, res.events
+        s["_lv_n"], s["_lv_ev"] = alive_after(a), sdc.interval_atom("dead", a, b)
         frames.append(s)
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    uni, pop = _population(data, _cases(data, factors, cluster, None))
+    est = [c for c in ("coef", "se", "hr", "lower", "upper", "z", "p") if c in out.columns]
+    return results.annotate(out, counts={"n": {FU: "{_lv_n}"}, "events": {FU: "{_lv_ev}"}},
+                            derived={c: ["events"] for c in est},
+                            labels=["period", "factor", "term", "start_day", "end_day", "_lv_n", "_lv_ev"],
+                            universe=uni, population_conds=pop)
 
 
 # --------------------------------------------------------------------------------------------------
 # publication output
 # --------------------------------------------------------------------------------------------------
 def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Publication table: one row per factor level (reference levels shown with HR 1, `ref` True), HR
-    with 95 % CI, p; n and events of the model, and (if `data` is given) the number of
-    patients and deaths (within the horizon) in each level of a categorical factor."""
+    """Publication table: one row per factor level (reference levels shown with HR 1, `ref` True), HR with
+    95 % CI, p. With `data` (the model's data) also the patients and deaths (within the horizon) behind each
+    row: a first row with those of the whole model, the patients and deaths in each level of a categorical
+    factor, and for a numeric or spline factor those of the whole model (n, deaths). Without `data` (e.g. a
+    model pooled over imputed data sets, whose levels hold imputed values) only the estimates.
+
+    Annotated: n and deaths are cells of the model's population (its complete cases) by the factor's
+    column (a dimension); deaths the atom dead@-inf-h of #fu[dead,cens]; HRs, CIs and p are withheld with
+    the row's deaths (statistics in a table without counts)."""
     s = res.summary.set_index("term")
+    h = res.horizon_days
+    counted = data is not None
     rows = []
-    if data is not None:
+    if counted:
         d, _ = _model_frame(data, res.info.factors, None, None)
-        t, e = outcome(d, res.horizon_days)
+        t, e = outcome(d, h)
+        rows.append({"factor": "Patients in the model", "level": "all", "hr": np.nan, "lower": np.nan,
+                     "upper": np.nan, "p": np.nan, "ref": False, "n": res.n, "deaths": res.events, "_dim": "all"})
+    total = {"n": res.n, "deaths": res.events, "_dim": "all"}
     for f, terms in res.info.assign.items():
         fac = _factor(f)
         label = fac.label or f
@@ -928,9 +1074,9 @@ def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.Dat
                 else:
                     x = s.loc[f"{f}[{lv}]"]
                     r.update(hr=x.hr, lower=x.lower, upper=x.upper, p=x.p, ref=False)
-                if data is not None:
+                if counted:
                     inlv = (d[fac.column].astype(str) == lv).to_numpy()
-                    r.update(n_level=int(inlv.sum()), deaths=int(e[inlv].sum()))
+                    r.update(n=int(inlv.sum()), deaths=int(e[inlv].sum()), _dim=fac.column)
                 rows.append(r)
         elif fac.kind == "spline":
             b = res.params[terms].to_numpy()
@@ -938,14 +1084,51 @@ def regression_table(res: CoxResult, data: pd.DataFrame | None = None) -> pd.Dat
             chi2 = float(b @ np.linalg.solve(v, b))
             rows.append({"factor": label, "level": f"spline, {len(terms)} df (see adjusted curves)",
                          "hr": np.nan, "lower": np.nan, "upper": np.nan,
-                         "p": float(stats.chi2.sf(chi2, len(terms))), "ref": False})
+                         "p": float(stats.chi2.sf(chi2, len(terms))), "ref": False, **(total if counted else {})})
         else:
             x = s.loc[terms[0]]
             rows.append({"factor": label, "level": fac.unit or "per unit", "hr": x.hr, "lower": x.lower,
-                         "upper": x.upper, "p": x.p, "ref": False})
+                         "upper": x.upper, "p": x.p, "ref": False, **(total if counted else {})})
     out = pd.DataFrame(rows)
-    out["n"], out["events"] = res.n, res.events
-    return out
+    est = ["hr", "lower", "upper", "p"]
+    if not counted:
+        return results.annotate(out[["factor", "level", *est, "ref"]], counts={}, labels=["factor", "level", "ref"],
+                                stats=est, universe=res.universe, population_conds=res.population)
+    out["n"], out["deaths"] = out["n"].astype("int64"), out["deaths"].astype("int64")
+    out["_dead"] = dead_by(h)
+    # a level's estimates are withheld with its deaths (the width of a CI tells roughly how many there are)
+    return results.annotate(out, counts={"n": {}, "deaths": {FU: "{_dead}"}}, dims={"level": "{_dim}"},
+                            derived={c: ["deaths"] for c in est}, labels=["factor", "ref", "_dim", "_dead"],
+                            universe=res.universe, population_conds=res.population, complete=False)
+
+
+def model_overview(models: dict, names: dict | None = None) -> pd.DataFrame:
+    """One row per model ({key: CoxResult} fitted on the same data): model (names[key] or the model's
+    label), n (patients in the model: its complete cases), deaths (within its horizon), n_dropped (left out
+    for a missing value) and the C-index (a statistic). Annotated: #complete:<columns> = complete / dropped
+    and deaths dead@-inf-h of #fu[dead,cens]."""
+    rs = list(models.values())
+    if len({r.cases_var for r in rs}) != 1 or not rs[0].cases_var:
+        raise ValueError("model_overview: the models must share their complete-case columns")
+    cv = rs[0].cases_var
+    base = {tuple(c for c in r.population if c[0] != cv) for r in rs}
+    if len(base) != 1 or len({r.universe for r in rs}) != 1:
+        raise ValueError("model_overview: the models come from data of different populations")
+    out = pd.DataFrame([{"model": (names or {}).get(k, r.label or str(k)), "n": r.n, "deaths": r.events,
+                         "n_dropped": r.n_dropped, "c_index": r.concordance, "_dead": dead_by(r.horizon_days)}
+                        for k, r in models.items()])
+    return results.annotate(out, counts={"n": {cv: "complete"}, "deaths": {cv: "complete", FU: "{_dead}"},
+                                         "n_dropped": {cv: "dropped"}},
+                            labels=["model", "_dead"], stats=["c_index"], universe=rs[0].universe,
+                            population_conds=list(base.pop()))
+
+
+def stack_summaries(models: dict, col: str = "model") -> pd.DataFrame:
+    """The coefficient summaries of several models ({name: CoxResult}) stacked, with the name in `col`
+    first (a result of statistics: e.g. for a forest plot)."""
+    out = pd.concat([pd.DataFrame(r.summary).assign(**{col: name}) for name, r in models.items()], ignore_index=True)
+    out = out[[col, *[c for c in out.columns if c != col]]]
+    return _stats_result(out, [col, "factor", "term"])
 
 
 def age_effect(res: CoxResult, ages=(60, 70, 80, 90, 100), reference_age: float = 80.0) -> pd.DataFrame:
@@ -956,8 +1139,9 @@ def age_effect(res: CoxResult, ages=(60, 70, 80, 90, 100), reference_age: float 
     V = res.vcov.loc[terms, terms].to_numpy()
     lp = B @ b
     se = np.sqrt(np.einsum("ij,jk,ik->i", B, V, B))
-    return pd.DataFrame({"age": list(ages), "reference_age": reference_age, "hr": np.exp(lp),
-                         "lower": np.exp(lp - 1.96 * se), "upper": np.exp(lp + 1.96 * se)})
+    out = pd.DataFrame({"age": list(ages), "reference_age": reference_age, "hr": np.exp(lp),
+                        "lower": np.exp(lp - 1.96 * se), "upper": np.exp(lp + 1.96 * se)})
+    return _stats_result(out, ["age", "reference_age"])
 
 
 def adjusted_survival(res: CoxResult, profiles: dict[str, dict], *, days=None) -> pd.DataFrame:
@@ -983,7 +1167,7 @@ def adjusted_survival(res: CoxResult, profiles: dict[str, dict], *, days=None) -
         x = X[list(res.params.index)].to_numpy(float)[0]
         lp = float(x @ res.params.to_numpy())
         rows.append(pd.DataFrame({"profile": name, "day": days, "survival": np.exp(-h0 * np.exp(lp))}))
-    return pd.concat(rows, ignore_index=True)
+    return _stats_result(pd.concat(rows, ignore_index=True), ["profile", "day"])
 
 
 def typical_profiles(data: pd.DataFrame, factors) -> dict[str, dict]:
@@ -1042,7 +1226,12 @@ def second_fracture_frame(data: pd.DataFrame, covariates) -> tuple[pd.DataFrame,
     if missing:
         raise KeyError(f"data lack column(s) {missing} for the second-fracture models")
     complete = ~d[keep_cols].isna().any(axis=1)
-    return d.loc[complete, keep_cols], int((~complete).sum())
+    # the complete cases are a population of their own (#complete:<cohort columns>), so that the audit
+    # knows them for a subset of the cohort (e.g. notebook 04 counts the same outcome over every patient)
+    src = sorted({"age" if c == "age10" else c for c in keep_cols if c not in ("cr_time", "cr_event")})
+    if complete.all():
+        return d[keep_cols], 0
+    return results.subset(d[keep_cols], complete.to_numpy(), complete_var(src)[1:], "complete"), int((~complete).sum())
 
 
 def second_fracture_models(data: pd.DataFrame, covariates, *, cluster: str | None = None) -> pd.DataFrame:
@@ -1057,5 +1246,35 @@ def second_fracture_models(data: pd.DataFrame, covariates, *, cluster: str | Non
     cs = cause_specific_cox(d, time="cr_time", event="cr_event", cause=1, covariates=covariates, reference=ref)
     fg = fine_gray(d, time="cr_time", event="cr_event", cause=1, covariates=covariates, reference=ref)
     cols = ["term", "coef", "se", "hr", "lower", "upper", "p", "n", "events"]
-    return pd.concat([cs[cols].assign(model="cause-specific Cox"), fg[cols].assign(model="Fine-Gray")],
-                     ignore_index=True)[["model", *cols]]
+    out = pd.concat([cs[cols].assign(model="cause-specific Cox"), fg[cols].assign(model="Fine-Gray")],
+                    ignore_index=True)[["model", *cols]]
+    # n: the complete cases (the frame's population); events: their second hip fractures (#fx2 fx, any time)
+    return results.annotate(out, counts={"n": {}, "events": {FX2: sdc.interval_atom("fx", -np.inf, np.inf)}},
+                            labels=["model", "term"], stats=["coef", "se", "hr", "lower", "upper", "p"], source=d)
+
+
+CR_CAUSES = {1: "second hip fracture", 2: "death first"}
+
+
+def second_fracture_cif(cr: pd.DataFrame, *, times, group=None) -> pd.DataFrame:
+    """Cumulative incidence of a second hip fracture and of death first (second_fracture_frame) at `times`
+    (days), by `group`: [group], cause ("second hip fracture", "death first"), time, cif, lower, upper,
+    n_risk, events. Annotated with the status #fx2[fx,dead,cens] (hipfrac.competing.cumulative_incidence):
+    cumulative events and numbers at risk at several times are one variable, so the events between two
+    times (of this table, another table or a curve of the same outcome, e.g. notebook 04's) are cells."""
+    from hipfrac import competing
+
+    ci = competing.cumulative_incidence(cr, time="cr_time", event="cr_event", times=times, group=group,
+                                        status=FX2)
+    tab = ci.drop(columns=["var", "se"])
+    tab["cause"] = tab["cause"].map(CR_CAUSES)
+    return tab
+
+
+def second_fracture_curves(cr: pd.DataFrame, *, group=None, min_events: int, at_risk_times) -> pd.DataFrame:
+    """Cumulative incidence curves of a second hip fracture (cause 1) for plotting, steps merged
+    (hipfrac.competing.cif_curves); numbers at risk at `at_risk_times` are the cells of second_fracture_cif."""
+    from hipfrac import competing
+
+    return competing.cif_curves(cr, time="cr_time", event="cr_event", group=group, causes=(1,),
+                                min_events=min_events, at_risk_times=at_risk_times, status=FX2)
