@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hipfrac import competing, protection, results, sdc
 from hipfrac import prevention as pv
-from hipfrac import protection, results
 from hipfrac.params import Params
 from test_prevention_analysis import simulate_cohort
 
@@ -171,9 +171,14 @@ def test_treatment_effect_counts_link_to_the_uptake_and_cif_cells(medium, params
     # the events over the whole follow-up are every fracture atom of the CIF's status variable
     cif = pv.new_fracture_cif(small, "second_hip_fracture", params.prevention.cif_years,
                               cuts=pv.outcome_cuts(params))
+    st = competing.OUTCOME_STATUS["second_hip_fracture"]
     last = results.row_cells(results.Meta(cif))[(len(cif) - 1, "events")]
-    ev_all = set(dict(results.row_cells(m)[(0, "n_events")].conds)["#second_hip_fracture"].split("|"))
-    assert set(dict(last.conds)["#second_hip_fracture"].split("|")) < ev_all
+    ev_all = dict(results.row_cells(m)[(0, "n_events")].conds)[st]
+    assert ev_all == sdc.interval_atom("fx", -np.inf, np.inf)
+    kind, a, b = sdc.parse_interval(dict(last.conds)[st])
+    horizon = params.prevention.cif_years[-1] * pv.DAYS_PER_YEAR
+    whole = pv._whole_days(small, ["second_hip_fracture"])
+    assert kind == "fx" and a == -np.inf and b == (np.floor(horizon) if whole else horizon)
     protection.protect(eff, MIN, strict=True, name="effects")
 
 

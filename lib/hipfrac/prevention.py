@@ -67,11 +67,16 @@ def round_half_up(x: float) -> int:
 #   #start<days>          persistence: "started" = first dispensing within <days> after the fracture.
 #   #persist              persistence horizons: atoms "r<k>s<j>" = at risk at the first k horizons,
 #                         still dispensed at the first j of them (j <= k; k = 0: at risk at none).
-#   #<outcome>            new fracture outcome (OUTCOMES) over time since the fracture, cut at the
-#                         horizons of `outcome_cuts`: atoms "fx(a,b]", "dead(a,b]", "cens(a,b]" (new
-#                         fracture, death, censoring in that interval of years; b = inf after the last cut).
+#   #fx2[fx,dead,cens]    new fracture outcome (OUTCOMES) over time since the fracture (hipfrac.competing.
+#   #newfx[fx,dead,cens]  OUTCOME_STATUS: second hip fracture / any new fracture), complete kinds with interval
+#                         atoms in days (hipfrac.sdc): "fx@-inf-365" = a new fracture by day 365,
+#                         "fx@365-inf|dead@365-inf|cens@365-inf" = still followed after day 365; the same
+#                         variable as notebook 03's cumulative incidence (hipfrac.risk), so the audit links
+#                         the two notebooks' counts of the outcome. Horizons in years are day
+#                         floor(years * 365.25) when every time is a whole number of days (the same cells).
 # Counts an attacker could compute from a row (non-events, steps between horizons, patients leaving the
-# risk set) are private columns (leading "_", never written) so the audit protects them when small.
+# risk set) are private columns (leading "_", never written) so the audit protects them when small (the
+# engine also cuts the intervals at every break point, so the steps are cells anyway).
 TREATED, UNTREATED = "treated", "untreated"
 
 
@@ -116,39 +121,49 @@ def _model_meta(res: pd.DataFrame, source: pd.DataFrame, indicator: str, used) -
 
 
 def outcome_cuts(params) -> tuple[float, ...]:
-    """Cut points (years since the fracture) of the new-fracture status variables: the CIF horizons, the
-    scenario horizon and the landmark, so that every table counting a new fracture uses the same atoms."""
+    """Horizons (years since the fracture) at which notebook 04 counts new fractures: the CIF horizons, the
+    scenario horizon and the landmark. (The interval atoms of the status variables are cut at every break
+    point any cell uses by the disclosure engine; these are kept for callers and checks.)"""
     p = params.prevention
     cuts = {float(y) for y in p.cif_years} | {float(p.scenario_horizon_years), p.landmark_days / DAYS_PER_YEAR}
     return tuple(sorted(cuts))
 
 
+def _status_var(outcome: str) -> str:
+    from hipfrac.competing import OUTCOME_STATUS
+
+    return OUTCOME_STATUS[outcome]
+
+
 class _Atoms:
-    """Atoms of a new-fracture status variable cut at `cuts` (years)."""
+    """Atoms of a new-fracture status variable (complete kinds fx, dead, cens; days since the fracture)."""
 
     KINDS = ("fx", "dead", "cens")
 
-    def __init__(self, cuts):
-        self.cuts = sorted(float(c) for c in cuts)
-        edges = [0.0, *self.cuts, math.inf]
-        self.iv = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+    def __init__(self, integral: bool = True):
+        self.integral = integral
 
-    def _idx(self, t: float) -> int:
-        """Number of intervals ending at or before t (t must be 0, a cut or inf)."""
-        if t == 0:
-            return 0
-        if math.isinf(t):
-            return len(self.iv)
-        for i, c in enumerate(self.cuts):
-            if math.isclose(c, t, rel_tol=1e-9, abs_tol=1e-12):
-                return i + 1
-        raise ValueError(f"horizon {t:g} is not one of the cut points {self.cuts} (see outcome_cuts)")
+    def day(self, years: float) -> float:
+        """Day of a horizon in years (-inf and inf kept): with whole-day times, t / 365.25 <= y is
+        t <= floor(365.25 y), so the cell is the one of notebook 03's table at that day."""
+        if math.isinf(years):
+            return years
+        d = float(years) * DAYS_PER_YEAR
+        return float(math.floor(d + 1e-6)) if self.integral else d
 
-    def level(self, kinds, start: float = 0.0, stop: float = math.inf) -> str:
-        """Atoms of `kinds` in the intervals within (start, stop]."""
-        a, b = self._idx(start), self._idx(stop)
-        names = [f"{k}({lo:g},{hi:g}]" for lo, hi in self.iv[a:b] for k in kinds]
-        return "|".join(sorted(names))
+    def level(self, kinds, start: float = -math.inf, stop: float = math.inf) -> str:
+        """Atoms of `kinds` with the event in (start, stop] (years)."""
+        a, b = self.day(start), self.day(stop)
+        return sdc.status_level(*(sdc.interval_atom(k, a, b) for k in kinds))
+
+
+def _whole_days(source: pd.DataFrame, outcomes) -> bool:
+    """Every follow-up and event time of the outcomes a whole number of days."""
+    for o in outcomes:
+        t = fracture_competing_data(source, o)["time"].to_numpy(float)
+        if not np.all(t == np.floor(t)):
+            return False
+    return True
 
 
 # ==============================================================================================
@@ -624,43 +639,44 @@ def new_fracture_cif(cohort: pd.DataFrame, outcome: str = "second_hip_fracture",
     return _cif_meta(out, cohort, keys, {by: by} if by else {}, years if cuts is None else cuts)
 
 
-def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: dict, cuts,
+def _cif_meta(out: pd.DataFrame, source: pd.DataFrame, keys: list[str], dims: dict, cuts=None,
               complete: bool = True) -> pd.DataFrame:
-    """Metadata of a CIF horizon frame: n = every atom of #<outcome>, events = new fractures by the horizon,
-    n_risk = every atom after it; private: the steps since the previous horizon (_fx_step new fractures,
-    _exit_step deaths and censorings, _left_step everyone leaving the risk set), _exits (deaths and
-    censorings by the horizon) and _nonev (n - events)."""
-    at = _Atoms(cuts)
+    """Metadata of a CIF horizon frame (status #fx2[fx,dead,cens] / #newfx[...] of the row's outcome, atoms in
+    days): n = the group's patients (no condition: the variable has no remainder), events = new fractures by
+    the horizon h (fx@-inf-h), n_risk = every kind after h; private: the steps since the previous horizon
+    (_fx_step new fractures, _exit_step deaths and censorings, _left_step everyone leaving the risk set),
+    _exits (deaths and censorings by the horizon) and _nonev (n - events). `cuts` is not needed (kept for
+    callers): the engine cuts the intervals at every horizon any cell uses."""
+    at = _Atoms(_whole_days(source, sorted(set(out["outcome"]))))
     out = out.copy()
     order = out.sort_values([*keys, "outcome", "years"], kind="stable").index
     o = out.loc[order]
     grp = o.groupby([*keys, "outcome"], sort=False)
-    prev_t = grp["years"].shift(1).fillna(0.0)
+    prev_t = grp["years"].shift(1).fillna(-math.inf)
     prev_ev = grp["events"].shift(1).fillna(0.0)
     prev_risk = grp["n_risk"].shift(1)
-    prev_risk = prev_risk.where(prev_t > 0, o["n"])
+    prev_risk = prev_risk.where(prev_t > -math.inf, o["n"])
     o["_fx_step"] = o["events"] - prev_ev
     o["_left_step"] = prev_risk - o["n_risk"]
     o["_exit_step"] = o["_left_step"] - o["_fx_step"]
     o["_exits"] = o["n"] - o["events"] - o["n_risk"]
     o["_nonev"] = o["n"] - o["events"]
     ts = list(zip(prev_t, o["years"].astype(float)))
-    o["_lv_n"] = at.level(at.KINDS)
-    o["_lv_ev"] = [at.level(["fx"], 0, t) for _, t in ts]
+    o["_st"] = [_status_var(x) for x in o["outcome"]]
+    o["_lv_ev"] = [at.level(["fx"], -math.inf, t) for _, t in ts]
     o["_lv_risk"] = [at.level(at.KINDS, t) for _, t in ts]
     o["_lv_fx_step"] = [at.level(["fx"], a, t) for a, t in ts]
     o["_lv_left_step"] = [at.level(at.KINDS, a, t) for a, t in ts]
     o["_lv_exit_step"] = [at.level(["dead", "cens"], a, t) for a, t in ts]
-    o["_lv_exits"] = [at.level(["dead", "cens"], 0, t) for _, t in ts]
-    o["_lv_nonev"] = ["|".join(sorted(set(at.level(at.KINDS).split("|")) - set(ev.split("|"))))
-                      for ev in o["_lv_ev"]]
+    o["_lv_exits"] = [at.level(["dead", "cens"], -math.inf, t) for _, t in ts]
+    o["_lv_nonev"] = [sdc.status_level(at.level(["fx"], t), at.level(["dead", "cens"])) for _, t in ts]
     out = o.loc[out.index]
-    st = "#{outcome}"
-    counts = {"n": {st: "{_lv_n}"}, "events": {st: "{_lv_ev}"}, "n_risk": {st: "{_lv_risk}"}}
+    st = "{_st}"
+    counts = {"n": {}, "events": {st: "{_lv_ev}"}, "n_risk": {st: "{_lv_risk}"}}
     private = {"_fx_step": "{_lv_fx_step}", "_left_step": "{_lv_left_step}", "_exit_step": "{_lv_exit_step}",
                "_exits": "{_lv_exits}", "_nonev": "{_lv_nonev}"}
     counts.update({c: {st: lv} for c, lv in private.items()})
-    lvs = [c for c in out.columns if c.startswith("_lv_")]
+    lvs = [c for c in out.columns if c.startswith("_lv_")] + ["_st"]
     return results.annotate(out, counts=counts, dims=dims,
                             derived={c: ["n", "events", "n_risk"] for c in ("cif", "lower", "upper")},
                             labels=["outcome", "years", *[c for c in ("by",) if c in out.columns], *lvs],
@@ -1094,17 +1110,23 @@ def _effects_meta(eff: pd.DataFrame, source: pd.DataFrame, cuts) -> pd.DataFrame
     """Metadata of the treatment-effect rows: patients = new users (#treated_before = untreated), for the
     landmark analysis those still followed and free of the outcome at the landmark; events = their new
     fractures (#<outcome>); private _n_nonev = patients - events."""
-    at = _Atoms(cuts)
-    eff["_lv_pat"] = [at.level(at.KINDS, a) for a in eff["_from"]]
-    eff["_lv_ev"] = [at.level(["fx"], a) for a in eff["_from"]]
-    eff["_lv_nonev"] = [at.level(["dead", "cens"], a) for a in eff["_from"]]
+    # from the landmark (days as given: the models compare time > landmark_days), or everyone
+    start = [-math.inf if a == 0 else round(a * DAYS_PER_YEAR, 6) for a in eff["_from"]]
+
+    def after(kinds, a):
+        return sdc.status_level(*(sdc.interval_atom(k, a, math.inf) for k in kinds))
+
+    eff["_st"] = [_status_var(o) for o in eff["outcome"]]
+    eff["_lv_pat"] = [after(_Atoms.KINDS, a) for a in start]
+    eff["_lv_ev"] = [after(["fx"], a) for a in start]
+    eff["_lv_nonev"] = [after(["dead", "cens"], a) for a in start]
     eff["_n_nonev"] = eff["n_patients"] - eff["n_events"]
-    nu, st = {_status("before"): UNTREATED}, "#{outcome}"
+    nu, st = {_status("before"): UNTREATED}, "{_st}"
     eff = eff.drop(columns="_from")
     return results.annotate(eff, counts={"n_patients": {**nu, st: "{_lv_pat}"}, "n_events": {**nu, st: "{_lv_ev}"},
                                          "_n_nonev": {**nu, st: "{_lv_nonev}"}},
                             stats=["hr", "lower", "upper", "p"],
-                            labels=["outcome", "analysis", "_lv_pat", "_lv_ev", "_lv_nonev"], private=["_n_nonev"],
+                            labels=["outcome", "analysis", "_st", "_lv_pat", "_lv_ev", "_lv_nonev"], private=["_n_nonev"],
                             source=source)
 
 
