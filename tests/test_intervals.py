@@ -122,4 +122,4 @@ def test_missing_value_counts_are_sensitive_only_when_the_params_say_so():
     assert pd.isna(lenient.at[1, "events"]), "a small event count is protected either way"
     from hipfrac.params import load
 
-    assert load("params/smoke.yaml").export.protect_missing is False
+    assert load("params/smoke.yaml").export.protect_missing is True  # conservative default
