@@ -32,3 +32,18 @@ def test_a_level_called_norway_or_total_is_a_total_only_for_units():
                          dims=["hospital"])
     ucells = results.row_cells(results.Meta(u))
     assert ucells[(0, "n")].conds == () and ucells[(1, "n")].get("hosp") is not None
+
+
+def test_two_columns_naming_one_cell_count_it_once_in_the_margins():
+    """A complete table whose n and n_analysed are the same cell (nobody excluded): the region's margin
+    is the sum of the hospitals once, not once per column (twice would make the system infeasible)."""
+    d = pd.DataFrame({"hospital": ["AHUS", "BAERUM", "DRAMMEN", "KONGSBERG"], "n": [120, 3, 80, 60],
+                      "n_analysed": [120, 3, 80, 60], "events": [40, 1, 30, 20]})
+    d = results.annotate(d, counts={"n": {}, "n_analysed": {}, "events": {"#surgery_48h": "event"}},
+                         dims=["hospital"], complete=True)
+    prot = protection.protect(d, 5)
+    assert prot.exposed == []
+    shown = prot.frame
+    assert shown.loc[1, ["n", "n_analysed", "events"]].isna().all()
+    # the withheld hospital is not the national total minus the others
+    assert shown["n"].isna().sum() >= 2 and shown["n_analysed"].isna().sum() >= 2

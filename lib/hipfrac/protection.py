@@ -304,13 +304,15 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
     by_sig: dict[Cell, dict[frozenset, float]] = defaultdict(lambda: defaultdict(float))
     members: dict[Cell, int] = defaultdict(int)
     coarse: set[Cell] = set()
+    counted: set[tuple[Cell, Cell]] = set()  # two columns naming one cell: it counts once in a margin
     for cells in _finest(cellmap).values():
         for cell, is_finest in cells:
             v = problem.cells[cell].value
             sig = frozenset(var for var, _ in cell.conds if not sdc.is_status(var))
             for x in _coarsenings(cell):
                 coarse.add(x)
-                if is_finest and _same_status(x, cell):
+                if is_finest and _same_status(x, cell) and (x, cell) not in counted:
+                    counted.add((x, cell))
                     members[x] += 1
                     if meta.complete and v is not None:
                         by_sig[x][sig] += v
@@ -405,8 +407,10 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
     for cell, v in implied.items():
         if cell not in own:
             reg.append((cell, v, "implied"))
+    # what this result exposes: its cells, what they imply, and differences with other cells (not cells
+    # only known from earlier outputs: those were checked when they were published)
     exposed = [f"{cell.label()}: {why}" for cell, why in sorted(sol.exposed.items())
-               if cell in own or cell in implied]
+               if cell not in problem.foreign]
     pub = sorted((i, c) for (i, c) in cellmap if c not in private)
     prim_at = [(i, c) for i, c in pub if cellmap[(i, c)] in sol.primary]
     forc = sum(1 for i, c in pub if cellmap[(i, c)] in forced)

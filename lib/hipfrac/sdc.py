@@ -190,7 +190,9 @@ def _grid(levels: Iterable[str]) -> set[float]:
 
 def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
     """Cells whose interval atoms are cut at the break points of every cell given (per status variable),
-    mapped to their refined form (cells that do not change are left out)."""
+    mapped to their refined form (cells that do not change are left out). A complete-kinds level holding
+    every kind over (-inf, inf] is the same units as no condition on the variable: the condition is
+    dropped, so the two names are one cell."""
     cells = list(cells)
     breaks: dict[str, set[float]] = defaultdict(set)
     for c in cells:
@@ -220,6 +222,10 @@ def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
                         continue
                     i, j = bisect.bisect_left(g, p[1]), bisect.bisect_left(g, p[2])
                     parts += [interval_atom(p[0], g[k], g[k + 1]) for k in range(i, j)]
+                if complete_kinds(var) and set(parts) >= set(full_partition(var, g)):
+                    # every kind over all time: every unit, the cell without the condition
+                    changed = True
+                    continue
                 lev2 = status_level(*parts)
                 changed |= lev2 != lev
                 new.append((var, lev2))
@@ -520,29 +526,14 @@ class Problem:
             back[r].append(c)
             sub.add(r, e.value, e.status, own=c not in self.foreign)
         sub.totals = {mapping.get(c, c) for c in self.totals}
-        # what cells of different outputs imply together: deaths by 90 days (one table) minus deaths by
-        # 30 days (another) are the deaths between the horizons, protected when small
-        groups: dict[tuple, dict[Cell, float | None]] = defaultdict(dict)
-        for c, e in sub.cells.items():
-            if any("@" in lev and is_status(var) for var, lev in c.conds):
-                for var, _lev in c.conds:
-                    if is_status(var):
-                        rest = tuple(kv for kv in c.conds if kv[0] != var)
-                        groups[(c.universe, var, rest)][c] = e.value
-                        root = Cell(c.universe, rest)
-                        if root in sub.cells:
-                            groups[(c.universe, var, rest)][root] = sub.cells[root].value
-        for cells in groups.values():
-            if len(cells) > 1:
-                for c, v in implied_cells(cells).items():
-                    if v is not None and c not in sub.cells:
-                        sub.add(c, v, IMPLIED)
-        sol = sub.solve(max_rounds)
+        sub._interval_differences()
+        sol = sub._solve_grid(max_rounds)
 
         def up(cells):
             return {o for r in cells for o in back.get(r, ())}
 
-        exposed = {o: why for r, why in sol.exposed.items() for o in back.get(r, ())}
+        # a count derived here (the deaths between two outputs' horizons) is reported as itself
+        exposed = {o: why for r, why in sol.exposed.items() for o in back.get(r, (r,))}
         return Solution(up(sol.withheld), up(sol.primary), up(sol.secondary), exposed, sol.systems,
                         up(sol.recoverable), up(sol.conflicts))
 
@@ -571,11 +562,38 @@ class Problem:
                     if proj not in self.cells:
                         self.add(proj, None, ASSUMED)
 
+    def _interval_differences(self) -> None:
+        """Add what interval cells imply together (cells on a common grid): deaths by 90 days (one row or
+        output) minus deaths by 30 days (another) are the deaths between the horizons, protected when
+        small."""
+        groups: dict[tuple, dict[Cell, float | None]] = defaultdict(dict)
+        for c, e in self.cells.items():
+            if any("@" in lev and is_status(var) for var, lev in c.conds):
+                for var, _lev in c.conds:
+                    if is_status(var):
+                        rest = tuple(kv for kv in c.conds if kv[0] != var)
+                        groups[(c.universe, var, rest)][c] = e.value
+                        root = Cell(c.universe, rest)
+                        if root in self.cells:
+                            groups[(c.universe, var, rest)][root] = self.cells[root].value
+        for cells in groups.values():
+            if len(cells) > 1:
+                for c, v in implied_cells(cells).items():
+                    if v is not None and c not in self.cells:
+                        self.add(c, v, IMPLIED)
+
     # --- solving -----------------------------------------------------------------------------------
     def solve(self, max_rounds: int = 20) -> Solution:
+        """Protect the problem's cells: interval atoms are cut at the common break points first (cells
+        naming the same units become one) and their differences across rows and outputs added."""
         mapping = refine_map(self.cells)
         if mapping:
             return self._solve_refined(mapping, max_rounds)
+        self._interval_differences()
+        return self._solve_grid(max_rounds)
+
+    def _solve_grid(self, max_rounds: int) -> Solution:
+        """Solve cells already on a common interval grid."""
         self._projections()
         withheld: set[Cell] = {c for c, e in self.cells.items() if e.status == FORCED}
         primary = {c for c, e in self.cells.items() if e.status == CANDIDATE and self.small(c)}
