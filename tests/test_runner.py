@@ -74,3 +74,28 @@ def test_executed_notebook_keeps_only_exporter_outputs_and_gets_the_audit_store(
     import os
 
     assert "HIPFRAC_TEST_FLAG" not in os.environ
+
+
+def test_run_notebooks_in_parallel_processes_pass_the_plan_and_report_failure(tmp_path, monkeypatch):
+    """The audit re-executes a round's notebooks side by side, each in its own process: every process gets
+    the plan in its environment (this process's environment is not changed) and one failure fails all."""
+    import os
+    import sys
+
+    from hipfrac import runner
+
+    def command(nb, params_file):
+        code = ("import os, pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+                "p.with_suffix('.env').write_text(os.environ.get('HIPFRAC_AUDIT_PLAN', '')); "
+                "sys.exit(1 if p.stem == 'bad' else 0)")
+        return [sys.executable, "-c", code, str(nb)]
+
+    monkeypatch.setattr(runner, "_notebook_command", command)
+    monkeypatch.delenv("HIPFRAC_AUDIT_PLAN", raising=False)
+    logged = []
+    good = [tmp_path / "a.ipynb", tmp_path / "b.ipynb", tmp_path / "c.ipynb"]
+    assert runner.run_notebooks(good, "p.yaml", env={"HIPFRAC_AUDIT_PLAN": "plan.json"}, jobs=2,
+                                log=logged.append) == 0
+    assert [(tmp_path / f"{n}.env").read_text() for n in "abc"] == ["plan.json"] * 3
+    assert "HIPFRAC_AUDIT_PLAN" not in os.environ and len(logged) == 3
+    assert runner.run_notebooks(good + [tmp_path / "bad.ipynb"], "p.yaml", jobs=2, log=logged.append) == 1

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--params", required=True)
     a.add_argument("--no-rerun", action="store_true",
                    help="report what more to withhold, without re-executing the notebooks")
+    a.add_argument("--jobs", type=int, default=0,
+                   help="notebooks re-executed at a time, each in its own process (default: one per core)")
 
     sc = sub.add_parser("scan", help="scan an output run for disclosure problems")
     sc.add_argument("path", help="outputs/<run>")

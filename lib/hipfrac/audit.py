@@ -103,9 +103,11 @@ def audit_cells(records, min_cell: int, protect_missing: bool = True) -> AuditRe
                        conflicts=set(sol.conflicts))
 
 
-def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None = None, log=print) -> AuditResult:
-    """Audit the run of `params`; re-execute notebooks with the plan until it is stable. Returns the last
-    audit. Raises SystemExit(1) in a real-data run when small counts stay exposed."""
+def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None = None, log=print,
+        jobs: int = 1) -> AuditResult:
+    """Audit the run of `params`; re-execute notebooks with the plan until it is stable (`jobs` notebooks
+    at a time, each in its own process when more than one). Returns the last audit. Raises SystemExit(1)
+    in a real-data run when small counts stay exposed."""
     from hipfrac import runner
     from hipfrac.params import PROJECT_ROOT
 
@@ -139,13 +141,11 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
             break  # the plan is not applied: what it lists is still published
         if round_ == MAX_ROUNDS:
             break
-        env = dict(os.environ, HIPFRAC_AUDIT_PLAN=str(plan_path))
-        for nb in touched:
-            path = nb_dir / f"{nb}.ipynb"
-            log(f"audit: re-executing {nb} with {len(plan)} planned cells")
-            reruns.append(nb)
-            if runner.run_notebook(path, params_file, env=env) != 0:
-                raise SystemExit(1)
+        log(f"audit: re-executing {', '.join(touched)} with {len(plan)} planned cells ({jobs} at a time)")
+        reruns += touched
+        if runner.run_notebooks([nb_dir / f"{nb}.ipynb" for nb in touched], params_file,
+                                env={"HIPFRAC_AUDIT_PLAN": str(plan_path)}, jobs=jobs, log=log) != 0:
+            raise SystemExit(1)
         pending = set()
     total = time.perf_counter() - started
     report = {"run": params.run, "min_cell": params.export.min_cell, "seconds": round(total, 2),
@@ -185,12 +185,12 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
 
 
 def cli(args) -> int:
-    """python -m hipfrac audit --params P [--no-rerun]"""
+    """python -m hipfrac audit --params P [--no-rerun] [--jobs N]"""
     from hipfrac.params import load
 
     params = load(args.params)
     try:
-        run(params, args.params, rerun=not args.no_rerun)
+        run(params, args.params, rerun=not args.no_rerun, jobs=args.jobs or os.cpu_count() or 1)
     except SystemExit as exc:
         return int(exc.code or 1)
     return 0

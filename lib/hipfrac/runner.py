@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,3 +128,31 @@ def run_notebook(notebook: str | Path, params_file: str | Path, env: dict | None
             f"{' ...' if len(dropped) > 6 else ''})") if dropped else ""
     print(f"ok: {nb.name} -> {final}{note}")
     return 0
+
+
+def _notebook_command(notebook: Path, params_file) -> list[str]:
+    """The command executing one notebook in its own process (python -m hipfrac notebook)."""
+    return [sys.executable, "-m", "hipfrac", "notebook", str(notebook), "--params", str(params_file)]
+
+
+def run_notebooks(notebooks, params_file, env: dict | None = None, jobs: int = 1, log=print) -> int:
+    """Execute several notebooks for `params_file`, `jobs` at a time; return 0 if every one succeeded.
+
+    jobs = 1 runs them one after another in this process (:func:`run_notebook`). With more jobs each runs in
+    its own process (``python -m hipfrac notebook``) with `env` added to its environment (this process's
+    environment is not changed); each notebook's output is printed whole when it finishes. Every notebook
+    writes only its own staging folder and audit file, so the results do not depend on the order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [Path(n) for n in notebooks]
+    if jobs <= 1 or len(paths) <= 1:
+        return max([run_notebook(p, params_file, env=env) for p in paths], default=0)
+    full_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
+
+    def one(p: Path) -> int:
+        r = subprocess.run(_notebook_command(p, params_file), env=full_env, capture_output=True, text=True)
+        log((r.stdout + r.stderr).rstrip())
+        return 0 if r.returncode == 0 else 1
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return max(pool.map(one, paths), default=0)
