@@ -208,6 +208,8 @@ def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
         if complete_kinds(v):
             breaks[v] |= {-math.inf, math.inf}
     grids = {v: sorted(b) for v, b in breaks.items()}
+    # every atom of a complete-kinds variable on its grid (a level holding them all is every unit)
+    everyone = {v: frozenset(full_partition(v, g)) for v, g in grids.items() if complete_kinds(v)}
     out: dict[Cell, Cell] = {}
     for c in cells:
         new, changed = [], False
@@ -222,7 +224,7 @@ def refine_map(cells: Iterable[Cell]) -> dict[Cell, Cell]:
                         continue
                     i, j = bisect.bisect_left(g, p[1]), bisect.bisect_left(g, p[2])
                     parts += [interval_atom(p[0], g[k], g[k + 1]) for k in range(i, j)]
-                if complete_kinds(var) and set(parts) >= set(full_partition(var, g)):
+                if var in everyone and everyone[var] <= set(parts):
                     # every kind over all time: every unit, the cell without the condition
                     changed = True
                     continue
