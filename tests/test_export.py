@@ -309,3 +309,20 @@ def test_a_figure_using_a_function_defined_in_the_notebook_is_saved_inline(tmp_p
     out.figure(fig, "notebook_function")
     assert (tmp_path / "figures" / "notebook_function.png").exists()  # written before figure() returned
     out.finish()
+
+
+def test_rows_of_a_protected_frame_publish_only_those_rows(tmp_path):
+    out = Exporter(_params(), "99_demo", output_dir=tmp_path)
+    safe = out.protect(_funnel(), counts=["n", "events"], derived={"events": ["prop", "lower", "upper"]})
+    assert safe["events"].isna().any()
+    shown = safe[safe["n"] >= 60]
+    out.table(shown, "big_units")
+    written = pd.read_csv(tmp_path / "tables" / "big_units.csv")
+    assert list(written["hospital"]) == list(shown["hospital"])      # before: the whole protected table
+    meta = json.loads((tmp_path / "tables" / "big_units.meta.json").read_text())
+    assert meta["rows"] == len(shown)
+    edited = safe.assign(events=safe["events"].fillna(0))
+    with pytest.raises(ValueError, match="changed"):
+        out.table(edited[list(safe.columns)], "edited")
+    with pytest.raises(ValueError, match="new columns"):
+        out.table(safe.assign(extra=1), "extra")

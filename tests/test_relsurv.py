@@ -135,3 +135,55 @@ def test_duration_definition():
     c.loc[3, "lower"] = 0.01
     dur, cens = rs.duration_of_excess(c)
     assert cens and dur == pytest.approx(1460 / rs.DAYS_PER_YEAR)
+
+
+# --- annotated results of notebook 02 (issue 13) ----------------------------------------------------------
+def test_relative_survival_withholds_estimates_with_few_deaths(colrec, slopop):
+    from hipfrac import protection, results
+
+    d = colrec[colrec["stat"] == 1].iloc[:300].copy()
+    d["stat"] = np.where(d["time"] <= 30, 0, d["stat"])      # no death in the first 30 days ...
+    first = d.index[:3]
+    d.loc[first, "time"], d.loc[first, "stat"] = 10, 1         # ... but 3
+    rel = rs.relative_survival(d, **KW, lifetable=slopop, times=[30, 365])
+    assert results.is_result(rel) and "_deaths" in results.Meta(rel).private
+    p = protection.protect(rel, 5)
+    row = p.frame[p.frame["time"] == 30].iloc[0]
+    assert row["n_risk"] > 5                                   # many at risk, but 3 deaths: withheld
+    for c in ("observed", "net_pohar_perme", "pp_lower", "net_ederer2"):
+        assert pd.isna(row[c]), c
+    assert row["expected_ederer1"] == pytest.approx(float(rel["expected_ederer1"].iloc[0]))
+    assert "_deaths" not in p.frame.columns
+    assert p.frame.loc[p.frame["time"] == 365, "observed"].notna().all()
+
+
+def test_grouped_results_stack_with_group_dimensions(colrec, slopop):
+    from hipfrac import results
+
+    d = colrec.iloc[:600]
+    g = rs.net_survival_groups(d, ["sex"], **KW, lifetable=slopop, times=[365])
+    assert results.Meta(g).dims == {"group": "{group_type}"}
+    assert list(g["group_type"].unique()) == ["sex"]
+    dur = rs.duration_by_groups(d, ["sex"], **KW, lifetable=slopop, breaks=[0, 365, 730, 1826], n_boot=2, seed=1)
+    assert list(dur["group_type"]) == ["all", "sex", "sex"] and dur["n"].iloc[0] == len(d)
+    assert dur["n"].iloc[1:].sum() == len(d)
+
+
+def test_excess_hazard_models_check_their_levels_and_convergence(colrec, slopop):
+    d = colrec.iloc[:800].copy()
+    d["age_band"] = np.where(d["age"] < 70, "<70", "70+")
+    d["area"] = np.where(np.arange(len(d)) % 3 == 0, "A", "B")
+    kw = dict(KW, lifetable=slopop)
+    with pytest.raises(ValueError, match="reference level 'Nowhere'"):
+        rs.excess_hazard_regression(d, breaks=[0, 365, 1826], unit="area", reference_unit="Nowhere",
+                                    reference_age_band="70+", **kw)
+    f = rs.excess_hazard_regression(d, breaks=[0, 365, 1826], unit="area", reference_unit="B",
+                                    reference_age_band="70+", **kw)
+    assert f.converged_ and "age_70_x_late" in set(f.summary["term"])
+    e = rs.excess_hr_by(d, "area", breaks=[0, 365, 1826], reference_age_band="70+", **kw)
+    assert e.loc[e["area"] == "B", "excess_hr"].iloc[0] == 1.0 and e["n"].sum() == len(d)
+
+    class NotConverged:
+        converged_, n_iter_ = False, 200
+    with pytest.raises(RuntimeError, match="did not converge"):
+        rs._check_fit(NotConverged(), "test")

@@ -91,3 +91,56 @@ def test_cif_curves_and_table_annotated():
         assert min(ev) >= 5
     p = protection.protect(cv, 5)
     assert "_cr" not in p.frame.columns
+
+
+# --- notebook 02's results (issue 13: no counts=/derived= left in the notebook) ---------------------------
+def _casemix_cohort(n=400, seed=5):
+    rng = np.random.default_rng(seed)
+    units = np.array([f"H{i}" for i in range(8)])[rng.integers(0, 8, n)]
+    units[:6] = "Tiny"                   # a hospital of 6 patients
+    fu = rng.integers(1, 3000, n).astype(float)
+    dead = (rng.random(n) < 0.5).astype(int)
+    d = pd.DataFrame({"hospital": units, "referral_area": np.where(rng.random(n) < 0.5, "A1", "A2"),
+                      "followup_days": fu, "dead": dead, "age": rng.normal(82, 7, n),
+                      "male": rng.integers(0, 2, n), "fracture_date": pd.Timestamp("2015-01-01"),
+                      "end_of_followup": pd.Timestamp("2024-12-31")})
+    d["dead_30d"] = ((d.dead == 1) & (d.followup_days <= 30)).astype(int)
+    d["dead_1y"] = ((d.dead == 1) & (d.followup_days <= 365)).astype(int)
+    return results.with_population(d)
+
+
+def test_risk_adjusted_mortality_of_several_horizons_is_one_annotated_table():
+    c = _casemix_cohort()
+    parts = [survival.risk_adjusted_mortality(c, ["hospital", "referral_area"], horizon=h, casemix=["age", "male"])[0]
+             for h in (30, 365)]
+    adj = results.concat(parts)          # raised before: the horizons' populations differed
+    assert results.is_result(adj) and set(adj["horizon_days"]) == {30, 365}
+    cells = results.row_cells(results.Meta(adj), ["n"])
+    n30 = cells[(0, "n")]
+    n365 = cells[(int(np.flatnonzero(adj["horizon_days"] == 365)[0]), "n")]
+    assert n30 != n365                   # different patients (complete follow-up to 30 days vs 1 year)
+    p = protection.protect(adj, 5)
+    tiny = p.frame[p.frame["unit"] == "Tiny"]
+    assert tiny["n"].isna().all() and tiny["oe"].isna().all() and tiny["std_rate"].isna().all()
+
+
+def test_cohort_overview_annotated_and_small_deaths_withheld():
+    c = _cohort(n_units=1, n=40)
+    c["year"] = 2020
+    c["dead"] = 0
+    c.loc[:2, "dead"] = 1
+    ov = survival.cohort_overview(c)
+    assert int(ov["deaths"].iloc[0]) == 3 and results.is_result(ov)
+    p = protection.protect(ov, 5)
+    assert pd.isna(p.frame["deaths"].iloc[0])
+    assert p.frame["person_years"].notna().all()     # a statistic of the whole cohort
+
+
+def test_model_summaries_are_statistics():
+    c = _casemix_cohort()
+    c["res_region"] = np.where(c["hospital"].isin(["H0", "H1", "H2"]), "R1", "R2")
+    cox = survival.CoxModel(engine="breslow").fit(c, "res_region", casemix=["age", "male"], reference="R1")
+    m = results.Meta(cox.summary)
+    assert not m.counts and set(m.stats) == {"coef", "se", "hr", "lower", "upper", "p"}
+    p = protection.protect(cox.summary, 5)
+    assert not p.mask.to_numpy().any()

@@ -39,6 +39,7 @@ The cells of every output (values included, withheld ones too) go to the run's p
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import numbers
@@ -137,6 +138,32 @@ def _tidy(df, what: str) -> pd.DataFrame:
 
 
 PROTECTED = "hipfrac_protected"
+
+
+def _sliced(prot: protection.Protected, frame: pd.DataFrame, what: str) -> protection.Protected:
+    """The protection of a row/column selection of a protected frame (e.g. the units flagged outside the
+    funnel limits, taken from out.protect(result)): its mask and roles restricted to the selection; its
+    cells stay those of the whole result (publishing part of it tells nothing the whole does not).
+    A frame with new columns or rows (or edited values) is refused: protect the result again instead."""
+    parent = prot.frame
+    if frame is parent:
+        return prot
+    cols = [c for c in frame.columns if c not in parent.columns]
+    rows = frame.index.difference(parent.index)
+    if cols or len(rows):
+        raise ValueError(f"{what}: built from a protected frame with new columns {cols} or rows; protect the "
+                         "result itself (compute the new columns before out.protect)")
+    sub = parent.loc[frame.index, list(frame.columns)]
+    if not sub.equals(frame):
+        raise ValueError(f"{what}: values of a protected frame were changed; protect the result itself")
+    if frame.index.equals(parent.index) and list(frame.columns) == list(parent.columns):
+        return prot
+    mcols = [c for c in frame.columns if c in prot.mask.columns]
+    mask = prot.mask.iloc[parent.index.get_indexer(frame.index)][mcols].set_axis(frame.index)
+    out = dataclasses.replace(prot, frame=frame, mask=mask,
+                              roles={c: r for c, r in prot.roles.items() if c in frame.columns})
+    out.frame.attrs[PROTECTED] = frame.attrs.get(PROTECTED)
+    return out
 
 
 def _answer_key(notebook: str, kind: str, name: str, frame: pd.DataFrame, private=()) -> None:
@@ -240,7 +267,7 @@ class Exporter:
         disclosure.check_person_level(frame, what)
         token = frame.attrs.get(PROTECTED)
         if token is not None and token in self._protected:
-            return self._protected[token]
+            return _sliced(self._protected[token], frame, what)
         undeclared: list[str] = []
         if not results.is_result(frame):  # a result's own metadata wins over counts= / derived=
             if self.strict and not results.is_result(frame) and counts is None:

@@ -107,3 +107,13 @@ def validate() -> None:
         problems.append(f"hospitals without a catchment municipality {orphan}")
     if problems:
         raise ValueError("geography data: " + "; ".join(problems))
+
+
+def slug(name: str) -> str:
+    """A unit's name as part of an output file name: lower case ASCII, words joined by "_"
+    ("Helse Sør-Øst" -> "helse_sor-ost", "Førde" -> "forde")."""
+    import unicodedata
+
+    s = str(name).lower().replace("ø", "o").replace("æ", "ae").replace("å", "a")
+    s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode("ascii")
+    return "_".join("".join(ch if ch.isalnum() or ch in "-." else " " for ch in s).split())

@@ -636,6 +636,7 @@ class ExcessHazardFitter:
             # estimate is not identified and should be read as "excess about 0"
             "boundary": np.abs(beta) > 15,
         })
+        results.statistics(self.summary, labels=["term", "boundary"])
         return self
 
     def predict_log_excess(self, data: pd.DataFrame) -> pd.DataFrame:
@@ -861,3 +862,132 @@ def lifetable_from_params(params) -> LifeTable:
 
 #: cohort column names for the relsurv functions
 COHORT_COLUMNS = dict(time="followup_days", event="dead", age="age", sex="sex", year="year_decimal")
+#: the cohort columns of the expected (life-table) survival
+EXPECTED_COLUMNS = dict(age="age", sex="sex", year="year_decimal")
+
+
+# ------------------------------------------------------------------------------------------------
+# notebook-level results (annotated): relative survival, by-group stacks, excess hazard models
+# ------------------------------------------------------------------------------------------------
+def relative_survival(data: pd.DataFrame, *, time: str, event: str, age: str, sex: str, year: str, lifetable,
+                      times) -> pd.DataFrame:
+    """Observed (Kaplan-Meier), expected (Ederer I) and net survival (Pohar Perme, Ederer II, with 95 %
+    CIs) of the whole cohort at `times` (days). Columns: time, n_risk, observed, expected_ederer1,
+    net_pohar_perme, pp_lower, pp_upper, net_ederer2, e2_lower, e2_upper.
+
+    An annotated result: n_risk as in net_survival_by; the deaths by each time (private `_deaths`, atom
+    dead of ``#fu<t>``) are not published, but every survival estimate is withheld with them or with
+    n_risk; the expected survival is a life-table statistic."""
+    from hipfrac import survival
+
+    times = np.asarray(times, float)
+    kw = dict(time=time, event=event, age=age, sex=sex, year=year, lifetable=lifetable)
+    pp = net_survival_by(data, None, **kw, times=times)
+    e2 = net_survival_by(data, None, **kw, times=times, method="ederer2")
+    exp1 = expected_survival(data, times=times, age=age, sex=sex, year=year, lifetable=lifetable)
+    obs = survival.km_table(data, None, times=times, time=time, event=event)
+    out = pd.DataFrame({"time": times, "n_risk": pp["n_risk"].to_numpy(), "observed": obs["surv"].to_numpy(),
+                        "expected_ederer1": exp1["expected_surv"].to_numpy(),
+                        "net_pohar_perme": pp["surv"].to_numpy(), "pp_lower": pp["lower"].to_numpy(),
+                        "pp_upper": pp["upper"].to_numpy(), "net_ederer2": e2["surv"].to_numpy(),
+                        "e2_lower": e2["lower"].to_numpy(), "e2_upper": e2["upper"].to_numpy(),
+                        "_deaths": pp["n_events"].to_numpy(), "_fu": pp["_fu"].to_numpy(),
+                        "_rv": pp["_rv"].to_numpy(), "_rl": pp["_rl"].to_numpy()})
+    est = ["observed", "net_pohar_perme", "pp_lower", "pp_upper", "net_ederer2", "e2_lower", "e2_upper"]
+    return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}, "_deaths": {"{_fu}": "dead"}},
+                            derived={c: ["n_risk", "_deaths"] for c in est}, stats=["expected_ederer1"],
+                            labels=["time", "_fu", "_rv", "_rl"], private=["_deaths"], source=data)
+
+
+def _stack_groups(frames: dict) -> pd.DataFrame:
+    from hipfrac import survival
+
+    return survival.stack_units(frames, type_col="group_type", value_col="group")
+
+
+def net_survival_groups(data: pd.DataFrame, groups, *, time: str, event: str, age: str, sex: str, year: str,
+                        lifetable, times, method: str = "pohar-perme") -> pd.DataFrame:
+    """net_survival_by for each grouping column in `groups`, stacked: group_type (the column), group (its
+    level), then the columns of net_survival_by. An annotated result."""
+    kw = dict(time=time, event=event, age=age, sex=sex, year=year, lifetable=lifetable, times=times, method=method)
+    return _stack_groups({g: net_survival_by(data, g, **kw) for g in groups})
+
+
+def duration_by_groups(data: pd.DataFrame, groups, *, time: str, event: str, age: str, sex: str, year: str,
+                       lifetable, breaks, n_boot: int, seed: int, method: str = "pohar-perme") -> pd.DataFrame:
+    """bootstrap_duration overall (group_type "all") and for each grouping column in `groups`, stacked
+    (group_type, group, then its columns). An annotated result."""
+    kw = dict(time=time, event=event, age=age, sex=sex, year=year, lifetable=lifetable, breaks=breaks,
+              n_boot=n_boot, seed=seed, method=method)
+    frames = {"all": bootstrap_duration(data, **kw)}
+    frames.update({g: bootstrap_duration(data, **kw, by=g) for g in groups})
+    return _stack_groups(frames)
+
+
+def _check_fit(fitter: ExcessHazardFitter, what: str) -> ExcessHazardFitter:
+    if not fitter.converged_:
+        raise RuntimeError(f"{what}: the excess hazard model did not converge in {fitter.n_iter_} iterations")
+    return fitter
+
+
+def _treatment(column: str, reference) -> str:
+    return f"C({column}, Treatment({reference!r}))"
+
+
+def excess_hazard_regression(data: pd.DataFrame, *, breaks, unit: str, reference_unit: str,
+                             reference_age_band: str, late_from_days: float = 365.0, time: str, event: str,
+                             age: str, sex: str, year: str, lifetable) -> ExcessHazardFitter:
+    """Excess hazard (Poisson) regression of the cohort's follow-up split at `breaks` (days): log excess
+    hazard per band, `unit` (reference `reference_unit`), sex (reference female), age band (reference
+    `reference_age_band`), and the change of the sex and age effects from `late_from_days` on (terms
+    male_x_late and age<band>_x_late: non-proportional excess hazards). The fit must converge (else an
+    error). Its `summary` is an annotated result of statistics."""
+    for c in (unit, "sex", "age_band"):
+        if c not in data.columns:
+            raise KeyError(f"excess hazard regression: column {c!r} not in the cohort")
+    split = split_followup(data, breaks, time=time, event=event, age=age, sex=sex, year=year,
+                           lifetable=lifetable, keep=[unit, "sex", "age_band"])
+    agg = aggregate_split(split, [unit, "sex", "age_band"])
+    agg["late"] = (agg["start"] >= late_from_days).astype(float)
+    agg["male_x_late"] = (agg["sex"] == "male") * agg["late"]
+    late = []
+    for b in sorted(agg["age_band"].unique()):
+        if b == reference_age_band:
+            continue
+        name = "age" + "".join(ch if ch.isalnum() else "_" for ch in str(b).replace("+", "plus")) + "_x_late"
+        agg[name] = (agg["age_band"] == b) * agg["late"]
+        late.append(name)
+    for col, ref in ((unit, reference_unit), ("age_band", reference_age_band)):
+        if ref not in set(agg[col]):
+            raise ValueError(f"excess hazard regression: reference level {ref!r} of {col!r} not in the cohort "
+                             f"(levels: {sorted(map(str, set(agg[col])))})")
+    formula = " + ".join(["0 + C(band)", _treatment(unit, reference_unit), _treatment("sex", "female"),
+                          _treatment("age_band", reference_age_band), "male_x_late"] + late)
+    return _check_fit(ExcessHazardFitter().fit(agg, formula), "excess hazard regression")
+
+
+def excess_hr_by(data: pd.DataFrame, unit: str, *, breaks, reference_age_band: str, time: str, event: str,
+                 age: str, sex: str, year: str, lifetable, reference: str | None = None) -> pd.DataFrame:
+    """Excess hazard ratio of each level of `unit` (e.g. referral area) against `reference` (default the
+    level with most patients), adjusted for band, sex and age band. Columns: unit, n (patients), excess_hr,
+    lower, upper (95 %); the reference has 1. An annotated result: the ratios are withheld with n."""
+    split = split_followup(data, breaks, time=time, event=event, age=age, sex=sex, year=year,
+                           lifetable=lifetable, keep=[unit, "sex", "age_band"])
+    agg = aggregate_split(split, [unit, "sex", "age_band"])
+    n = data.groupby(unit, observed=True).size().sort_index()
+    ref = str(n.idxmax()) if reference is None else reference
+    formula = " + ".join(["0 + C(band)", _treatment("sex", "female"), _treatment("age_band", reference_age_band),
+                          _treatment(unit, ref)])
+    fit = _check_fit(ExcessHazardFitter().fit(agg, formula), f"excess hazard ratios by {unit}")
+    prefix = _treatment(unit, ref) + "[T."
+    s = fit.summary
+    s = s[s["term"].str.startswith(prefix, na=False)]
+    est = pd.DataFrame({unit: s["term"].str[len(prefix):-1].to_numpy(), "excess_hr": s["exp_coef"].to_numpy(),
+                        "lower": s["lower"].to_numpy(), "upper": s["upper"].to_numpy()})
+    est = pd.concat([est, pd.DataFrame({unit: [ref], "excess_hr": [1.0], "lower": [1.0], "upper": [1.0]})])
+    out = n.rename("n").reset_index()
+    out[unit] = out[unit].astype(str)
+    out = out.merge(est, on=unit, how="left").sort_values(unit).reset_index(drop=True)
+    out.attrs = {}
+    return results.annotate(out, counts={"n": {}}, dims={unit: unit},
+                            derived={c: ["n"] for c in ("excess_hr", "lower", "upper")}, source=data)

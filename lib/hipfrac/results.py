@@ -48,7 +48,7 @@ TOTAL_VALUES = frozenset({"norway", "national", "all", "overall", "total", "tota
 TOTAL_VARS = frozenset({"national", "all", "total", "overall"})
 _TMPL = re.compile(r"\{([^{}]+)\}")
 
-__all__ = ["annotate", "is_result", "population", "subset", "with_population", "rename", "merge_labels",
+__all__ = ["annotate", "statistics", "is_result", "population", "subset", "with_population", "rename", "merge_labels",
            "concat", "Meta", "row_cells", "TOTAL_VALUES"]
 
 
@@ -149,6 +149,16 @@ def annotate(frame: pd.DataFrame, *, counts: Mapping[str, Mapping[str, str]] | S
         raise KeyError(f"annotated column(s) {missing} not in the result (columns: {list(frame.columns)})")
     frame.attrs[KEY] = m
     return frame
+
+
+def statistics(frame: pd.DataFrame, labels: Iterable[str] = ()) -> pd.DataFrame:
+    """Annotate a frame of model or summary statistics (coefficients, hazard ratios, standardised
+    estimates, variation statistics over many units): no count of persons, so nothing in it is withheld.
+    `labels` name its label columns (terms, levels, flags); every other column is a statistic. In place;
+    returns the frame."""
+    labels = [str(c) for c in labels]
+    return annotate(frame, counts={}, labels=labels, stats=[str(c) for c in frame.columns if str(c) not in labels],
+                    complete=False, kind="statistics")
 
 
 def is_result(frame) -> bool:

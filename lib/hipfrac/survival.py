@@ -26,6 +26,8 @@ from scipy import stats
 
 from hipfrac import curves, results, variation
 
+DAYS_PER_YEAR = 365.25
+
 Z95 = float(stats.norm.ppf(0.975))
 
 #: default case-mix for adjusted mortality and Cox models (cohort column names)
@@ -168,6 +170,39 @@ def km_curves(data: pd.DataFrame, unit=None, *, min_events: int, at_risk_times: 
     return results.annotate(out, counts={"n_risk": {"{_rv}": "{_rl}"}}, dims=_unit_dims(unit),
                             derived={c: ["n_risk"] for c in ("surv", "lower", "upper")},
                             labels=["time", "step", "_fu", "_rv", "_rl"], source=data, kind="figure")
+
+
+def horizon_label(days: float) -> str:
+    """Readable name of a horizon in days: "30-day", "90-day", "1-year", "5-year"."""
+    years = {365: 1, 366: 1, 730: 2, 731: 2, 1095: 3, 1096: 3, 1461: 4, 1826: 5, 1827: 5, 3652: 10, 3653: 10}
+    d = int(round(float(days)))
+    return f"{years[d]}-year" if d in years else f"{d:g}-day"
+
+
+def plot_grid(data: pd.DataFrame, step_days: float = 182.625, time: str = "followup_days") -> np.ndarray:
+    """Times (days) from 0 every `step_days` (default half a year) up to the longest follow-up, for
+    drawing smooth functions of time such as the expected survival."""
+    return np.arange(0.0, float(data[time].max()), step_days)
+
+
+def cohort_overview(data: pd.DataFrame, *, time: str = "followup_days", event: str = "dead",
+                    year: str = "year") -> pd.DataFrame:
+    """One row describing the cohort and its follow-up: n, deaths (all deaths in follow-up),
+    person_years, median_followup_years, first_year, last_year.
+
+    An annotated result: n and deaths are the atoms alive|cens|dead and dead of ``#fuinf`` (follow-up
+    status at the end of follow-up: dead, or censored alive), person-years and the median follow-up are
+    statistics of the whole cohort."""
+    _check(data, [time, event, year])
+    fu = data[time].to_numpy(float)
+    out = pd.DataFrame({"n": [len(data)], "deaths": [int(data[event].sum())],
+                        "person_years": [fu.sum() / DAYS_PER_YEAR],
+                        "median_followup_years": [float(np.median(fu)) / DAYS_PER_YEAR if len(fu) else np.nan],
+                        "first_year": [int(data[year].min())], "last_year": [int(data[year].max())]})
+    st = curves.fu_var(np.inf)
+    return results.annotate(out, counts={"n": {st: "alive|cens|dead"}, "deaths": {st: "dead"}},
+                            stats=["person_years", "median_followup_years"], labels=["first_year", "last_year"],
+                            source=data)
 
 
 def complete_followup(data: pd.DataFrame, horizon: float, *, date: str = "fracture_date",
@@ -319,7 +354,9 @@ def risk_adjusted_mortality(data: pd.DataFrame, unit, *, horizon: int = 30,
     out["national"] = national
     out["_fu"] = curves.fu_var(horizon)
     out["_cens"] = 0
-    src = results.subset(data, keep, f"complete_followup_{int(horizon)}d")
+    # the patients with complete potential follow-up: a condition of each count (not of the population),
+    # so that results of several horizons concatenate (results.concat) into one table
+    out["_cf"] = f"#complete_followup_{int(horizon)}d"
     lv = [f"{100 * lv:.10g}" for lv in levels]
     rates = ["oe", "oe_lower", "oe_upper", "crude", "std_rate", "lower", "upper"]
     derived = {c: ["observed", "n"] for c in rates if c in out.columns}
@@ -327,10 +364,12 @@ def risk_adjusted_mortality(data: pd.DataFrame, unit, *, horizon: int = 30,
     derived |= {f"outside_{x}": ["observed", "n"] for x in lv}
     st = "{_fu}"
     dims = {"unit": "{unit_type}"} if not isinstance(unit, str) else {unit: unit}
-    res = results.annotate(out, counts={"n": {st: "alive|cens|dead"}, "observed": {st: "dead"}, "_cens": {st: "cens"}},
+    cf = {"{_cf}": "in"}
+    res = results.annotate(out, counts={"n": {**cf, st: "alive|cens|dead"}, "observed": {**cf, st: "dead"},
+                                        "_cens": {**cf, st: "cens"}},
                            dims=dims, derived=derived, stats=["expected", "national"],
-                           labels=["horizon_days", "_fu"] + (["unit_type"] if "unit_type" in out.columns else []),
-                           private=["_cens"], known=["_cens"], source=src,
+                           labels=["horizon_days", "_fu", "_cf"] + (["unit_type"] if "unit_type" in out.columns else []),
+                           private=["_cens"], known=["_cens"], source=data,
                            complete=isinstance(unit, str) or len(unit_list) == 1)
     return res, info
 
@@ -392,6 +431,7 @@ class CoxModel:
             "term": s.index.astype(str), "coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
             "hr": s["exp(coef)"].to_numpy(), "lower": s["exp(coef) lower 95%"].to_numpy(),
             "upper": s["exp(coef) upper 95%"].to_numpy(), "p": s["p"].to_numpy()}).reset_index(drop=True)
+        results.statistics(self.summary, labels=["term"])
         return self
 
     def _fit_breslow(self, data, unit, casemix, time, event, reference):
@@ -410,6 +450,7 @@ class CoxModel:
             "term": list(X.columns), "coef": m.params, "se": se, "hr": np.exp(m.params),
             "lower": np.exp(m.params - Z95 * se), "upper": np.exp(m.params + Z95 * se),
             "p": 2 * stats.norm.sf(np.abs(z))})
+        results.statistics(self.summary, labels=["term"])
         return self
 
     def _baseline_at(self, times) -> np.ndarray:
@@ -542,4 +583,6 @@ def standardised_survival(data: pd.DataFrame, unit: str, *, times: Sequence[floa
     out = pd.DataFrame(rows, columns=[unit, "time", "surv", "lower", "upper"])
     out["mortality"] = 1 - out["surv"]
     out["boot_replicates"] = len(reps)  # replicates used (not a count of patients)
-    return out
+    # g-computation over the whole cohort (every patient set to each level in turn): no count of the
+    # level's patients is in it, a statistic
+    return results.statistics(out, labels=[unit, "time", "boot_replicates"])

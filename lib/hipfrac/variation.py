@@ -342,12 +342,17 @@ def atlas_statistics(rates, observed=None, expected=None) -> pd.DataFrame:
     """The health atlases' variation statistics across units as a tidy frame (statistic, value).
 
     rates: (standardised) unit rates -> EQ, EQ2, CV (%); observed/expected counts -> SCV (%).
+    An annotated result of statistics (hipfrac.results.statistics): summaries across units, no count of
+    persons. min and max are single units' rates: pass the rates of the published (protected) units, NaN
+    for a withheld one (ignored), so that they never reveal a withheld rate.
     """
     rows = [("k", float(len(_finite_sorted(rates)))), ("min", float(np.nanmin(rates))),
             ("max", float(np.nanmax(rates))), ("eq", eq(rates)), ("eq2", eq2(rates)), ("cv", cv(rates))]
     if observed is not None and expected is not None:
         rows.append(("scv", scv(observed, expected)))
-    return pd.DataFrame(rows, columns=["statistic", "value"])
+    from hipfrac import results
+
+    return results.statistics(pd.DataFrame(rows, columns=["statistic", "value"]), labels=["statistic"])
 
 
 # --------------------------------------------------------------------------------------------------

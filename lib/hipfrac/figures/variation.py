@@ -29,7 +29,7 @@ def _pct(ax, axis="y"):
 def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Sequence[float] = (0.95, 0.998),
                 tau2: float | None = None, label_outside: bool = True, unit_col: str = "unit",
                 xlabel: str = "Patients (n)", ylabel: str = "Proportion", method: str = "quantile", ax=None,
-                limits: str = "exact", legend: bool = True):
+                limits: str = "exact", legend: bool = True, value_col: str = "prop"):
     """Funnel plot of unit proportions against their denominators.
 
     units: columns unit_col, n, prop (NaN = suppressed, not drawn) and optionally outside_<L> flags
@@ -40,8 +40,11 @@ def funnel_plot(units: pd.DataFrame, target: float, title: str = "", levels: Seq
     ax: draw into this axes (e.g. a panel of `panels`) instead of a new figure.
     limits: "exact" (binomial) or "normal" (normal approximation, for case-mix adjusted funnels whose
       flags come from z-scores).
+    value_col: the column of the proportions (e.g. "std_rate" of risk-adjusted mortality).
     """
     fig, ax = style.subplots("onehalf", aspect=0.7) if ax is None else (ax.figure, ax)
+    if value_col != "prop":
+        units = units.assign(prop=units[value_col])
     d = units.dropna(subset=["n", "prop"])
     nmax = max(float(d["n"].max()) if len(d) else 10.0, 10.0) * 1.08
     grid = np.unique(np.round(np.geomspace(1, nmax, 400))).astype(int)

@@ -24,6 +24,10 @@ class SurvivalParams(Section):
     excess_model_breaks_days: follow-up bands of the excess hazard (Poisson) regression.
     n_boot_duration: bootstrap replicates for the duration of excess mortality.
     seed: random seed of every bootstrap in the notebook.
+    risk_adjusted_horizons_days: horizons of the risk-adjusted (O/E) mortality by hospital and referral
+      area (each 30, 90 or 365: a 0/1 outcome column of the cohort).
+    reference_region: reference level of region of residence in the Cox and excess hazard models.
+    reference_age_band: reference age band of the excess hazard models.
     """
 
     horizons_days: tuple[int, ...] = (30, 90, 365, 1826)
@@ -41,6 +45,18 @@ class SurvivalParams(Section):
     excess_model_breaks_days: tuple[float, ...] = (0, 30, 90, 365.241, 730.482, 1826.205, 4382.892)
     n_boot_duration: int = Field(50, ge=0, le=5000)
     seed: int = 20260602
+    risk_adjusted_horizons_days: tuple[int, ...] = (30, 365)
+    reference_region: str = "Helse Sør-Øst"
+    reference_age_band: str = "80-89"
+
+    @field_validator("risk_adjusted_horizons_days")
+    @classmethod
+    def _horizons(cls, v):
+        bad = [h for h in v if h not in (30, 90, 365)]
+        if bad or not v:
+            raise ValueError(f"risk-adjusted horizons must be among 30, 90, 365 days (the cohort's 0/1 outcomes "
+                             f"dead_30d, dead_90d, dead_1y); got {list(v)}")
+        return v
 
     @field_validator("casemix")
     @classmethod
