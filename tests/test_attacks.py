@@ -309,8 +309,6 @@ def test_attack_run_reports_every_class(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # (b) the published smoke run of the project
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="issue 13 open: curves, Table 1 and non-events of the notebooks are "
-                   "not yet published through annotated results (2,553 recoveries on the smoke run)")
 def test_published_smoke_run_is_not_recoverable():
     run_dir = ROOT / "outputs" / "smoke"
     if not run_dir.is_dir() or not any(run_dir.glob("*/tables/*.csv")):
