@@ -151,7 +151,7 @@ def run(params, params_file, *, rerun: bool = True, notebooks_dir: Path | None =
     report = {"run": params.run, "min_cell": params.export.min_cell, "seconds": round(total, 2),
               "rounds": round_, "reruns": reruns, "cells": res.cells, "systems": res.systems,
               "withheld": res.withheld, "planned": len(plan), "pending": len(pending),
-              "by_notebook": res.by_notebook,
+              "by_notebook": dict(sorted(res.by_notebook.items())),   # not in the order the notebooks finished
               "exposed": [{"cell": c.label(), "why": why, "outputs": sorted(res.outputs.get(c, ()))}
                           for c, why in sorted(res.exposed.items())],
               # coarser margins assumed published elsewhere that would have revealed a small count: taken as

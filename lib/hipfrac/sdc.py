@@ -86,6 +86,10 @@ class Cell:
 
     universe: str
     conds: tuple[tuple[str, str], ...]
+    _vars: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_vars", frozenset(v for v, _ in self.conds))
 
     @staticmethod
     def make(universe: str, conds: Mapping[str, str] | Iterable[tuple[str, str]]) -> Cell:
@@ -101,7 +105,7 @@ class Cell:
 
     @property
     def vars(self) -> frozenset[str]:
-        return frozenset(v for v, _ in self.conds)
+        return self._vars
 
     def get(self, var: str) -> str | None:
         for v, lev in self.conds:
@@ -514,8 +518,13 @@ class Problem:
             for s in varsets:
                 if not any(s <= m for m in maximal):
                     maximal.append(s)
-            for m in maximal:
-                out.append((m, [c for c in cells if c.vars <= m]))
+            # each distinct variable set once: the systems it belongs to (cells stay in sorted order)
+            member = {v: [i for i, m in enumerate(maximal) if v <= m] for v in varsets}
+            lists: list[list[Cell]] = [[] for _ in maximal]
+            for c in cells:
+                for i in member[c.vars]:
+                    lists[i].append(c)
+            out += list(zip(maximal, lists))
         return out
 
     def _solve_refined(self, mapping: dict[Cell, Cell], max_rounds: int) -> Solution:
@@ -553,14 +562,19 @@ class Problem:
                     maximal.append(s)
             if len(maximal) < 2:
                 continue
+            # per distinct variable set: the common variables with each maximal set it is not within
+            commons = {v: list(dict.fromkeys(v & m for m in maximal if not v <= m and (v & m) != v))
+                       for v in varsets}
+            seen: set[tuple] = set()
             for c in cells:
                 if self.cells[c].status == IMPLIED:
                     continue
-                for m in maximal:
-                    common = c.vars & m
-                    if c.vars <= m or common == c.vars:
+                for common in commons[c.vars]:
+                    key = tuple(kv for kv in c.conds if kv[0] in common)
+                    if key in seen:
                         continue
-                    proj = Cell(u, tuple(kv for kv in c.conds if kv[0] in common))
+                    seen.add(key)
+                    proj = Cell(u, key)
                     if proj not in self.cells:
                         self.add(proj, None, ASSUMED)
 
