@@ -42,8 +42,10 @@ write.csv(cr, file.path(out, "relsurv_colrec.csv"), row.names = FALSE)
 times <- c(30, 90, 182, round(c(1, 2, 3, 5, 10) * DPY))
 res <- list()
 for (m in c("pohar-perme", "ederer2")) {
+  # add.times: the curve is evaluated at the requested times themselves (the population hazard is
+  # integrated up to them), not at the last event before them
   fit <- rs.surv(Surv(time, stat) ~ 1, data = colrec, ratetable = slopop, method = m,
-                 rmap = list(age = age, sex = sex, year = diag))
+                 rmap = list(age = age, sex = sex, year = diag), add.times = times)
   s <- summary(fit, times = times)
   res[[m]] <- data.frame(method = m, time = s$time, surv = s$surv, std_err = s$std.err,
                          lower = s$lower, upper = s$upper, n_risk = s$n.risk)
@@ -52,11 +54,33 @@ write.csv(do.call(rbind, res), file.path(out, "relsurv_netsurv.csv"), row.names 
 
 # by sex (strata), Pohar Perme, to check grouped use
 fit <- rs.surv(Surv(time, stat) ~ sex, data = colrec, ratetable = slopop, method = "pohar-perme",
-               rmap = list(age = age, sex = sex, year = diag))
+               rmap = list(age = age, sex = sex, year = diag), add.times = times)
 s <- summary(fit, times = times)
 write.csv(data.frame(sex = ifelse(grepl("1", s$strata), "male", "female"), time = s$time,
                      surv = s$surv, std_err = s$std.err),
           file.path(out, "relsurv_netsurv_by_sex.csv"), row.names = FALSE)
+
+# Pohar Perme at requested times in subgroups where the weights are large (old patients, late stage; sparse
+# events late in follow-up, so the requested times fall between events), both sexes.
+# rs.surv (2.2-9) treats the population part of each interval between evaluation times as a jump,
+# cumprod(1 - haz), so its estimate depends on the time grid; evaluated on finer and finer grids (add.times
+# every `step` days) it converges to the product integral. The fixture keeps the estimate at two steps
+# (0.5 and 0.25 days): the Python test checks that hipfrac lies where the refinement is heading.
+sub_times <- sort(c(round(c(1, 3, 5, 7, 10) * DPY), round(c(1, 3, 5, 7, 10) * DPY) + 0.5))
+subgroups <- list(age80 = colrec$age / DPY > 80, stage3 = colrec$stage == 3,
+                  age80_stage3 = colrec$age / DPY > 80 & colrec$stage == 3)
+res <- list()
+for (g in names(subgroups)) for (step in c(0, 0.5, 0.25)) {
+  dd <- colrec[subgroups[[g]], ]
+  grid <- if (step > 0) sort(union(sub_times, seq(step, max(dd$time), by = step))) else sub_times
+  fit <- rs.surv(Surv(time, stat) ~ sex, data = dd, ratetable = slopop, method = "pohar-perme",
+                 rmap = list(age = age, sex = sex, year = diag), add.times = grid)
+  s <- summary(fit, times = sub_times, extend = FALSE)
+  res[[paste(g, step)]] <- data.frame(subgroup = g, step_days = step,
+                                      sex = ifelse(grepl("1", s$strata), "male", "female"), time = s$time,
+                                      surv = s$surv, std_err = s$std.err, n_risk = s$n.risk)
+}
+write.csv(do.call(rbind, res), file.path(out, "relsurv_netsurv_subgroups.csv"), row.names = FALSE)
 
 # --- expected survival (Ederer I, cohort expected survival) -----------------------------------------
 ex <- survexp(~1, data = colrec, ratetable = slopop, method = "ederer",
