@@ -8,9 +8,11 @@ patients who died before admission or surgery (no NHFR form; NPR-only fractures 
 excluded), so the first days' deaths are under-represented. The comparisons therefore condition on
 surviving the first 30 days: excess hazards on intervals from 30 days on, and net survival
 NS(t) / NS(30 d). The duration is compared with the duration implied by the true marginal excess hazard
-on the same intervals (the first interval from which the true excess is <= 0 throughout), which is what
-DURATION_DEFINITION estimates; truth's `duration_years` (when m(t) reaches 1) is later, because the
-covariate mix makes the marginal net excess negative before that (survivors are selected to lower risk).
+on the same intervals (the first interval from which the true excess is <= 0 throughout). Since the
+generator of issue 14 the true excess stays positive over the whole follow-up (net survival never rises),
+so that is the end of the follow-up; DURATION_DEFINITION (excess no longer distinguishable from zero)
+depends on the number of patients, so its estimate may only not lie entirely after the truth (one-sided
+check; the size-based durations in truth.json are the estimands to compare two-sided).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def test_recovery_national(tmp_path_factory):
     from synthetic_run import synthetic_cohort
 
     p, data = synthetic_cohort(tmp_path_factory.mktemp("national"), scale=1.0, seed=2027)
-    _check_recovery(data, p, n_boot=100, min_cover=0.85)
+    _check_recovery(data, p, n_boot=100, min_cover=0.85, duration_two_sided=False)
 
 
 # ------------------------------------------------------------------------------------------------

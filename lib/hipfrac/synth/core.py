@@ -343,16 +343,28 @@ def linear_predictor(df: pd.DataFrame) -> np.ndarray:
     return np.asarray(lp, float)
 
 
+#: age bands of the truth (as the cohort's age_band: hipfrac.cohort)
+AGE_BANDS = ("50-59", "60-69", "70-79", "80-89", "90+")
+
+
+def age_band_of(age) -> list[str]:
+    """The cohort's 10-year age band of each age (years); below 50 -> "<50"."""
+    a = np.asarray(age, float)
+    lo = (np.floor(a / 10) * 10).astype(int)
+    return ["90+" if x >= 90 else ("<50" if x < 50 else f"{b}-{b + 9}") for x, b in zip(a, lo)]
+
+
 def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: tuple[int, int],
                       chunk: int = 20_000) -> tuple[np.ndarray, dict]:
     """Exact draws of death time (days after the fracture; inf = alive at the horizon) from the
-    piecewise-constant hazard h_pop(age+t, sex, year+t) m(t) exp(beta'x - centre), and the true marginal
-    net survival / excess hazard of the cohort computed from the model (not from the draws)."""
+    piecewise-constant hazard h_pop(age+t, sex, year+t) F(x) m(t), F(x) = FRAILTY_MEAN exp(beta'x - centre)
+    (see synth.model), and the true marginal net survival / excess hazard of the cohort computed from the
+    model (not from the draws), overall, by sex and by age band."""
     rng = st("survival")
     n = len(df)
     lp = linear_predictor(df)
     centre = float(np.log(np.mean(np.exp(lp))))
-    rel = np.exp(lp - centre)
+    rel = model.FRAILTY_MEAN * np.exp(lp - centre)
     edges = model.time_grid_days()
     dt = np.diff(edges)
     mid = edges[:-1] + dt / 2
@@ -368,6 +380,8 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
     death = np.full(n, np.inf)
     net_sum = np.zeros(len(edges))
     net_sum_sex = {0: np.zeros(len(edges)), 1: np.zeros(len(edges))}
+    band = np.asarray(age_band_of(df["age"].to_numpy()))
+    net_sum_band = {b: np.zeros(len(edges)) for b in AGE_BANDS}
     net_sum_year: dict[int, np.ndarray] = {}
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
@@ -389,6 +403,8 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
         net_sum += sn.sum(axis=0)
         for s in (0, 1):
             net_sum_sex[s] += sn[sexi[lo:hi] == s].sum(axis=0)
+        for b in AGE_BANDS:
+            net_sum_band[b] += sn[band[lo:hi] == b].sum(axis=0)
         for y_ in np.unique(yr[lo:hi]):
             net_sum_year.setdefault(int(y_), np.zeros(len(edges)))
             net_sum_year[int(y_)] += sn[yr[lo:hi] == y_].sum(axis=0)
@@ -396,9 +412,12 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
     exc = -np.diff(np.log(net)) / dt * 365.25
     truth = {
         "centre": centre,
-        "mean_exp_lp_centred": float(np.mean(rel)),
+        "mean_exp_lp_centred": float(np.mean(np.exp(lp - centre))),
+        "frailty_mean": float(np.mean(rel)),
         "edges": edges, "net": net, "excess": exc,
         "net_by_sex": {s: net_sum_sex[s] / max((sexi == s).sum(), 1) for s in (0, 1)},
+        "net_by_age_band": {b: net_sum_band[b] / max(int((band == b).sum()), 1) for b in AGE_BANDS
+                            if (band == b).any()},
         "net_sum_by_year": net_sum_year,
         "n_by_year": {y_: int((yr == y_).sum()) for y_ in net_sum_year},
     }

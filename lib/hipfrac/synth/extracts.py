@@ -67,6 +67,50 @@ def _pick(rng, options, n):
     return np.asarray(options)[rng.integers(0, len(options), n)]
 
 
+#: the durations of excess mortality held in truth.json (mortality.duration), per group
+DURATION_TRUTH_DEFINITION = {
+    "cns1y_095_years": "earliest time (years since the fracture) from which the conditional one-year net "
+                       "survival NS(t + 1 y) / NS(t) stays at or above 0.95 until the end of the follow-up "
+                       "horizon (a size-based 'time to cure' in the sense of Dal Maso et al. 2014: an excess "
+                       "of at most 5 % in the next year)",
+    "excess_below_005_years": "earliest time from which the marginal net excess hazard stays below 0.05 per "
+                              "person-year",
+    "excess_below_002_years": "earliest time from which the marginal net excess hazard stays below 0.02 per "
+                              "person-year",
+    "null": "a duration is null when the criterion is not met within the follow-up horizon; the excess "
+            "itself stays positive (see excess_zero_years), so the significance-based duration (the "
+            "notebook's definition) grows with the number of patients and is not a property of the model",
+}
+
+
+def _excess(edges: np.ndarray, net: np.ndarray) -> np.ndarray:
+    """Marginal net excess hazard per person-year on each interval of edges (days)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.diff(np.log(net)) / np.diff(edges) * 365.25
+
+
+def _stays_from(t: np.ndarray, ok: np.ndarray) -> float | None:
+    """Earliest t[k] from which ok holds at every later point (None when ok fails at the last point)."""
+    if not len(ok) or not ok[-1]:
+        return None
+    bad = np.flatnonzero(~ok)
+    return float(t[bad[-1] + 1]) if len(bad) else float(t[0])
+
+
+def _durations(edges: np.ndarray, net: np.ndarray) -> dict:
+    """Durations of excess mortality of one group's true net survival curve (see DURATION_TRUTH_DEFINITION)."""
+    years = edges / 365.25
+    exc = _excess(edges, net)
+    start = years[:-1]
+    out = {"excess_below_005_years": _stays_from(start, exc < 0.05),
+           "excess_below_002_years": _stays_from(start, exc < 0.02)}
+    horizon = edges[-1] - 365.25
+    t = edges[edges <= horizon]
+    cns = np.interp(t + 365.25, edges, net) / np.interp(t, edges, net)
+    out["cns1y_095_years"] = _stays_from(t / 365.25, cns >= 0.95)
+    return out
+
+
 class Builder:
     def __init__(self, seed: int, years: tuple[int, int], scale: float, imperfections: bool):
         self.st = Streams(seed)
@@ -643,30 +687,37 @@ class Builder:
         hr = {k: float(np.exp(v)) for k, v in model.LOG_HR.items()}
         nonpos = np.flatnonzero(surv["excess"] <= 0)
         excess_zero = float(edges[nonpos[0]] / 365.25) if len(nonpos) else None
-        days_m = np.unique(np.concatenate([np.arange(0, 61), np.arange(60, 366, 7), np.arange(365, 6210, 91),
-                                           [model.DURATION_YEARS * 365.25]]))
+        days_m = np.unique(np.concatenate([np.arange(0, 61), np.arange(60, 366, 7), np.arange(365, 6210, 91)]))
+        groups = {"all": surv["net"], "female": surv["net_by_sex"][0], "male": surv["net_by_sex"][1],
+                  **{f"age {b}": v for b, v in surv["net_by_age_band"].items()}}
         mortality = {
-            "model": ("all-cause hazard h(t|x) = h_pop(age+t, sex, year+t) * m(t) * exp(beta'x - centre); h_pop "
-                      "from ssb_lifetables (attained age and calendar year advance, years beyond the table use "
-                      "its last year); t = days since the fracture date-time; beta'x from the true patient "
-                      "factors (recorded values may be missing or wrong by design); age enters only through "
-                      "h_pop; centre = log(mean over index fractures of exp(beta'x))."),
+            "model": ("all-cause hazard h(t|x) = h_pop(age+t, sex, year+t) * F(x) * m(t); F(x) = frailty_mean * "
+                      "exp(beta'x - centre), the patient's mortality relative to the general population had the "
+                      "fracture not happened (cohort mean frailty_mean); m(t) = 1 + A1 exp(-t/tau1), the "
+                      "fracture's own acute excess; h_pop from ssb_lifetables (attained age and calendar year "
+                      "advance, years beyond the table use its last year); t = days since the fracture "
+                      "date-time; beta'x from the true patient factors (recorded values may be missing or wrong "
+                      "by design); age enters only through h_pop; centre = log(mean over index fractures of "
+                      "exp(beta'x))."),
             "log_hr": {k: float(v) for k, v in model.LOG_HR.items()},
             "hr": hr,
             "reference_levels": model.MORTALITY_REFERENCE,
             "centre": surv["centre"],
             "mean_exp_lp": surv["mean_exp_lp_centred"],
+            "frailty_mean": surv["frailty_mean"],
             "relative_mortality": {"days": days_m.tolist(),
                                    "m": model.relative_mortality(days_m).tolist()},
             "excess_hazard": {"days": edges[:-1].tolist(), "days_end": edges[1:].tolist(),
                               "rate_per_year": surv["excess"].tolist(),
+                              "by_group": {g: _excess(edges, v).tolist() for g, v in groups.items() if g != "all"},
                               "definition": "marginal net excess hazard of all index fractures on "
                                             "[days, days_end): -dlog(net survival)/dt, per person-year"},
             "net_survival": {"days": edges.tolist(), "surv": surv["net"].tolist(),
                              "by_sex": {"female": surv["net_by_sex"][0].tolist(),
                                         "male": surv["net_by_sex"][1].tolist()},
+                             "by_age_band": {b: v.tolist() for b, v in surv["net_by_age_band"].items()},
                              "definition": "mean over all index fractures of each patient's exact net "
-                                           "survival exp(-int h_pop (m(t) exp(beta'x - centre) - 1))"},
+                                           "survival exp(-int h_pop (F(x) m(t) - 1))"},
             "net_survival_by_year": {
                 "n": {str(y): n for y, n in surv["n_by_year"].items()},
                 "sum_surv": {str(y): v.tolist() for y, v in surv["net_sum_by_year"].items()},
@@ -675,17 +726,10 @@ class Builder:
                               "sum(sum_surv) / sum(n) over those years"},
             "excess_zero_years": excess_zero,
             "excess_zero_definition": "first time (years) at which the true marginal net excess hazard of all "
-                                      "index fractures is <= 0. It comes before duration_years because "
-                                      "patients with exp(beta'x - centre) < 1 have a hazard below the "
-                                      "population's once m(t) exp(beta'x - centre) < 1; their individual net "
-                                      "survival then rises above 1, so the marginal net survival is not "
-                                      "monotone after this time",
-            "duration_years": model.DURATION_YEARS,
-            "duration_definition": (f"m(t) is exactly 1 from {model.DURATION_YEARS:g} years after the fracture on "
-                                    f"(it tapers linearly from {model.TAPER_START_YEARS:g} years): the "
-                                    "time-since-fracture excess ends there. After it each patient's hazard is "
-                                    "h_pop * exp(beta'x - centre), so the marginal net excess hazard is only what "
-                                    "the covariate mix leaves (near 0)."),
+                                      "index fractures is <= 0 (null: positive over the whole follow-up, so "
+                                      "net survival never rises)",
+            "duration": {g: _durations(edges, v) for g, v in groups.items()},
+            "duration_definition": DURATION_TRUTH_DEFINITION,
         }
         r = model.SECOND_HIP_RATE
         truth = {
