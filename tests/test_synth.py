@@ -126,7 +126,7 @@ def test_truth_is_complete(dirty_truth, dirty):
     assert m["mean_exp_lp"] == pytest.approx(1.0, abs=1e-9)
     assert m["frailty_mean"] == pytest.approx(model.FRAILTY_MEAN) and m["frailty_mean"] > 1
     rm = m["relative_mortality"]
-    mm, dd = np.array(rm["m"]), np.array(rm["days"])
+    mm = np.array(rm["m"])
     assert (np.diff(mm) <= 1e-12).all() and (mm >= 1).all() and mm[0] > 10   # acute, decaying, never below 1
     ns = np.array(m["net_survival"]["surv"])
     # net survival never rises (issue 14): the marginal net excess stays positive over the whole follow-up
