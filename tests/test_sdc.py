@@ -188,3 +188,24 @@ def test_random_hospital_year_tables_with_their_margins_leak_nothing(seed):
     exact, narrow = _attack(cells, values, [k for k in cells if hidden[k]], [k for k in cells if not hidden[k]])
     assert not exact and not narrow, (seed, exact, narrow, prot.exposed)
     assert not prot.exposed
+
+
+def test_commons_equal_the_direct_intersections():
+    """_commons (subsets of v x bitmasks of maximal sets) gives exactly the distinct v & m, v not within m,
+    in the order of the first maximal set m giving each, as the direct loop over every maximal set."""
+    import random
+
+    from hipfrac.sdc import _commons
+
+    rng = random.Random(1)
+    names = [f"v{i}" for i in range(9)] + ["#fu30", "#fu365"]
+    for _ in range(300):
+        vs = sorted({frozenset(rng.sample(names, rng.randint(0, 4))) for _ in range(rng.randint(1, 30))},
+                    key=lambda s: (-len(s), sorted(s)))
+        maximal = []
+        for s in vs:
+            if not any(s <= m for m in maximal):
+                maximal.append(s)
+        got = _commons(vs, maximal)
+        for v in vs:
+            assert got[v] == list(dict.fromkeys(v & m for m in maximal if not v <= m)), v

@@ -325,6 +325,41 @@ def _intersect(var: str, a: str, b: str) -> str:
     raise ValueError(f"conditions {a!r} and {b!r} on {var} are disjoint: an empty cell")
 
 
+def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozenset]]:
+    """For each variable set v: the distinct intersections v & m with the maximal sets m that do not
+    contain v, in the order of the first m giving each. Enumerates the proper subsets s of v and asks,
+    with one bitmask of maximal sets per variable, whether some m holds all of s and nothing else of v
+    (linear in the number of variable sets, not in variable sets x maximal sets)."""
+    idx: dict[str, int] = defaultdict(int)
+    for i, m in enumerate(maximal):
+        for x in m:
+            idx[x] |= 1 << i
+    full = (1 << len(maximal)) - 1
+    out = {}
+    for v in varsets:
+        vl = sorted(v)
+        if len(vl) > 12:   # many variables: the direct way
+            out[v] = list(dict.fromkeys(v & m for m in maximal if not v <= m))
+            continue
+        found = []
+        for r in range(len(vl)):
+            for sub in itertools.combinations(vl, r):
+                bits = full
+                for x in sub:
+                    bits &= idx[x]
+                    if not bits:
+                        break
+                if not bits:
+                    continue
+                for y in vl:
+                    if y not in sub:
+                        bits &= ~idx[y]
+                if bits:
+                    found.append(((bits & -bits).bit_length() - 1, frozenset(sub)))
+        out[v] = [s for _, s in sorted(found, key=lambda t: t[0])]
+    return out
+
+
 def within(path: str, node: str) -> bool:
     """True if level `path` lies within level `node` (equal, or a descendant)."""
     return path == node or path.startswith(node + SEP)
@@ -563,8 +598,7 @@ class Problem:
             if len(maximal) < 2:
                 continue
             # per distinct variable set: the common variables with each maximal set it is not within
-            commons = {v: list(dict.fromkeys(v & m for m in maximal if not v <= m and (v & m) != v))
-                       for v in varsets}
+            commons = _commons(varsets, maximal)
             seen: set[tuple] = set()
             for c in cells:
                 if self.cells[c].status == IMPLIED:
