@@ -260,3 +260,19 @@ def test_registrations_missing_from_one_register_follow_protect_missing():
     assert lenient["coverage"].notna().all() and lenient["n_npr_only"].notna().all()
     strict = protection.protect(t, 5, protect_missing=True).frame
     assert strict["n_npr_only"].isna().any() and strict["coverage"].isna().any()
+
+
+def test_table1_levels_named_like_a_total_are_the_same_cells_as_elsewhere():
+    """A total hip replacement (operation_type "total") is the cell operation_type=total, as in the Cox
+    tables of notebook 03: before, Table 1 renamed it "total (level)", a second name for the same patients,
+    and the union of 00 and 03 was an infeasible system for the audit. A level of a unit variable named
+    like a total is still not the total row."""
+    c = _tiny_cohort()
+    c["operation_type"] = np.where(np.arange(len(c)) % 5 == 0, "total", "hemi")
+    c = results.with_population(c, [], "patients")
+    t = table1.table_one(c, None, categorical=["operation_type", "birth_country"], continuous=[])
+    cells = {cell for cell in results.row_cells(results.Meta(t)).values()}
+    names = {cell.get("operation_type") for cell in cells}
+    assert "total" in names and not any("(level)" in str(x) for x in names)
+    assert {cell.get("birth_country") for cell in cells} >= {"norway", "other"}
+    assert results._is_total("hospital", "Norway") and not results._is_total("operation_type", "total")

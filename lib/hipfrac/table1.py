@@ -96,8 +96,13 @@ def table_one(cohort: pd.DataFrame, groupby: str | None = None, categorical: lis
     rows: list[dict] = []
 
     def add(var, level, group, n, size, lvar, lev, **stats):
-        if lev.strip().lower() in results.TOTAL_VALUES:
-            lev = f"{lev} (level)"  # a level named like a total ("norway", "total" hip): not the total row
+        if results._is_total(lvar, lev):
+            # a level of a unit variable named like a total ("Norway"): not the total row. A level of any
+            # other variable keeps its name (a total hip replacement is operation_type=total, the same
+            # cell as in every other table: renamed, it was a second name for those patients, and the
+            # listed levels of Table 1 left no room for the other name's patients: the audit's interval
+            # programme was infeasible)
+            lev = f"{lev} (level)"
         rows.append({"variable": var, "level": level, "group": group, "n": int(n),
                      "pct": 100.0 * n / size if size else np.nan, **{s: stats.get(s, np.nan) for s in STATS},
                      "_gvar": gvar if group != OVERALL else "all", "_lvar": lvar, "_lev": lev})
