@@ -209,3 +209,23 @@ def test_commons_equal_the_direct_intersections():
         got = _commons(vs, maximal)
         for v in vs:
             assert got[v] == list(dict.fromkeys(v & m for m in maximal if not v <= m)), v
+
+
+def test_maximal_sets_and_membership_equal_the_direct_loops():
+    import random
+
+    from hipfrac.sdc import _maximal_sets
+
+    rng = random.Random(2)
+    names = [f"v{i}" for i in range(8)] + ["#fu30"]
+    for _ in range(300):
+        vs = sorted({frozenset(rng.sample(names, rng.randint(0, 4))) for _ in range(rng.randint(1, 30))},
+                    key=lambda s: (-len(s), sorted(s)))
+        ref: list[frozenset] = []
+        for s in vs:
+            if not any(s <= m for m in ref):
+                ref.append(s)
+        maximal, member = _maximal_sets(vs)
+        assert maximal == ref
+        for v in vs:
+            assert member[v] == [i for i, m in enumerate(ref) if v <= m]

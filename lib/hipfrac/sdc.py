@@ -325,6 +325,35 @@ def _intersect(var: str, a: str, b: str) -> str:
     raise ValueError(f"conditions {a!r} and {b!r} on {var} are disjoint: an empty cell")
 
 
+def _maximal_sets(varsets: list[frozenset]) -> tuple[list[frozenset], dict[frozenset, list[int]]]:
+    """The maximal variable sets of `varsets` (sorted largest first: a set is maximal when no earlier
+    maximal set holds it) and, per variable set, the indices of the maximal sets holding it. With one
+    bitmask of maximal sets per variable (a set is held by m when every one of its variables is), so the
+    cost is linear in the variable sets, not variable sets x maximal sets."""
+    maximal: list[frozenset] = []
+    idx: dict[str, int] = defaultdict(int)
+    member: dict[frozenset, list[int]] = {}
+
+    def holding(v) -> int:
+        bits = (1 << len(maximal)) - 1
+        for x in v:
+            bits &= idx.get(x, 0)
+            if not bits:
+                break
+        return bits
+
+    for v in varsets:
+        if not holding(v):
+            i = len(maximal)
+            maximal.append(v)
+            for x in v:
+                idx[x] |= 1 << i
+    for v in varsets:
+        bits = holding(v)
+        member[v] = [i for i in range(bits.bit_length()) if bits >> i & 1]
+    return maximal, member
+
+
 def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozenset]]:
     """For each variable set v: the distinct intersections v & m with the maximal sets m that do not
     contain v, in the order of the first m giving each. Enumerates the proper subsets s of v and asks,
@@ -549,12 +578,8 @@ class Problem:
         for u in sorted(by_u):
             cells = sorted(by_u[u])
             varsets = sorted({c.vars for c in cells}, key=lambda s: (-len(s), sorted(s)))
-            maximal: list[frozenset] = []
-            for s in varsets:
-                if not any(s <= m for m in maximal):
-                    maximal.append(s)
+            maximal, member = _maximal_sets(varsets)
             # each distinct variable set once: the systems it belongs to (cells stay in sorted order)
-            member = {v: [i for i, m in enumerate(maximal) if v <= m] for v in varsets}
             lists: list[list[Cell]] = [[] for _ in maximal]
             for c in cells:
                 for i in member[c.vars]:
@@ -591,10 +616,7 @@ class Problem:
             by_u[c.universe].append(c)
         for u, cells in by_u.items():
             varsets = sorted({c.vars for c in cells}, key=lambda s: (-len(s), sorted(s)))
-            maximal: list[frozenset] = []
-            for s in varsets:
-                if not any(s <= m for m in maximal):
-                    maximal.append(s)
+            maximal, _ = _maximal_sets(varsets)
             if len(maximal) < 2:
                 continue
             # per distinct variable set: the common variables with each maximal set it is not within
