@@ -1037,6 +1037,9 @@ def excess_hr_by(data: pd.DataFrame, unit: str, *, breaks, reference_age_band: s
     agg = aggregate_split(split, [unit, "sex", "age_band"])
     n = data.groupby(unit, observed=True).size().sort_index()
     ref = str(n.idxmax()) if reference is None else reference
+    if ref not in set(map(str, n.index)):
+        raise ValueError(f"excess hazard ratios by {unit}: reference level {ref!r} not in the cohort "
+                         f"(levels: {sorted(map(str, n.index))})")
     formula = " + ".join(["0 + C(band)", _treatment("sex", "female"), _treatment("age_band", reference_age_band),
                           _treatment(unit, ref)])
     fit = _check_fit(ExcessHazardFitter().fit(agg, formula), f"excess hazard ratios by {unit}")
