@@ -286,3 +286,83 @@ def test_tails_are_flagged(colrec, slopop):
     assert big["tail_flag"].iloc[0] == "" and big["n_eff"].iloc[0] > 1000
     f = rs.tail_flags([50, 50, 5], [40, 40, 5], [0.9, 1.02, 1.1])
     assert list(f) == ["", "above 1", "few at risk; above 1"]
+
+
+# ------------------------------------------------------------------------------------------------
+# life years lost (relsurv::years, measure "yd") and crude probabilities (relsurv::cmp.rel)
+# ------------------------------------------------------------------------------------------------
+SUBGROUPS = {"all": "age > 0", "male": "sex == 'male'", "female": "sex == 'female'", "age80": "age > 80"}
+
+
+@pytest.mark.parametrize("group", list(SUBGROUPS))
+def test_life_years_lost_matches_relsurv_years(colrec, slopop, group):
+    ref = pd.read_csv(FX / "relsurv_years.csv").query("subgroup == @group")
+    d = colrec.query(SUBGROUPS[group])
+    taus = sorted(ref["tau_days"].unique())
+    out = rs.life_years_lost(d, **KW, lifetable=slopop, tau_days=taus)
+    assert list(out.columns[:7]) == ["tau_days", "expected_years", "observed_years", "years_lost", "std_err",
+                                     "lower", "upper"]
+    r1 = ref.query("precision_days == 1").set_index("tau_days").loc[taus]
+    # the observed part (Kaplan-Meier restricted mean) and its Greenwood SE are the same computation
+    np.testing.assert_allclose(out["observed_years"], np.asarray(taus) / rs.DAYS_PER_YEAR - r1["observed_area"],
+                               rtol=1e-10)
+    np.testing.assert_allclose(out["std_err"], r1["std_err"], rtol=1e-8)
+    np.testing.assert_allclose(out["upper"] - out["lower"], 2 * 1.959964 * r1["std_err"], rtol=1e-5)
+    # the expected part: relsurv sums 1 - S_E on its grid (left Riemann sums), hipfrac integrates exactly;
+    # relsurv's estimate approaches hipfrac's as its grid is refined (30 -> 5 -> 1 day), monotonically,
+    # and on the 1-day grid it is within 2e-3 years (a few 1e-5 remain at 1 year whatever the grid: its
+    # expected hazard weights each grid interval by S_E at the interval's start)
+    gaps = [ref.query("precision_days == @p").set_index("tau_days").loc[taus, "years_lost"].to_numpy()
+            - out["years_lost"].to_numpy() for p in (30, 5, 1)]
+    assert np.all(gaps[0] > gaps[1]) and np.all(gaps[1] > gaps[2]) and np.all(gaps[2] > 0)
+    assert np.abs(gaps[2]).max() < 2e-3
+    if group != "age80":            # dense events: relsurv's grid is fine, the two agree within 1e-3 years
+        assert np.abs(gaps[2]).max() < 1e-3
+
+
+def test_life_years_lost_expected_part_is_the_integral_of_ederer1(colrec, slopop):
+    d = colrec.query("age > 80")
+    t = np.arange(0.0, 1826.0 + 1e-9, 0.5)
+    e = rs.expected_survival(d, times=t, age="age", sex="sex", year="year", lifetable=slopop)["expected_surv"]
+    trap = np.trapezoid(e.to_numpy(), t) / rs.DAYS_PER_YEAR
+    out = rs.life_years_lost(d, **KW, lifetable=slopop, tau_days=[1826.0])
+    assert out["expected_years"].iloc[0] == pytest.approx(trap, abs=1e-6)
+
+
+def test_life_years_lost_by_group_and_after_follow_up(colrec, slopop):
+    out = rs.life_years_lost(colrec, **KW, lifetable=slopop, tau_days=[365.0, 1e5], by="sex")
+    assert list(out["sex"]) == ["female", "female", "male", "male"]
+    one = rs.life_years_lost(colrec.query("sex == 'male'"), **KW, lifetable=slopop, tau_days=[365.0])
+    assert out.query("sex == 'male' and tau_days == 365")["years_lost"].iloc[0] == one["years_lost"].iloc[0]
+    assert out.query("tau_days == 1e5")["years_lost"].isna().all()      # after the last follow-up: nothing
+    with pytest.raises(ValueError, match="positive"):
+        rs.life_years_lost(colrec, **KW, lifetable=slopop, tau_days=[0])
+
+
+@pytest.mark.parametrize("group", list(SUBGROUPS))
+def test_crude_probability_matches_relsurv_cmp_rel(colrec, slopop, group):
+    ref = pd.read_csv(FX / "relsurv_cmprel.csv").query("subgroup == @group")
+    d = colrec.query(SUBGROUPS[group])
+    out = rs.crude_probability(d, **KW, lifetable=slopop, times=ref["time"])
+    assert list(out.columns[:4]) == ["time", "prob_excess", "prob_population", "std_err_excess"]
+    # times between events (x.5 days) included: exact there, as cmp.rel with the time added to its grid
+    np.testing.assert_allclose(out["prob_excess"], ref["prob_excess"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["prob_population"], ref["prob_population"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["std_err_excess"], np.sqrt(ref["var_excess"]), rtol=2e-3)
+    np.testing.assert_allclose(out["std_err_population"], np.sqrt(ref["var_population"]), rtol=2e-3)
+
+
+def test_crude_probabilities_add_up_to_observed_mortality(colrec, slopop):
+    times = [30.0, 365.0, 1000.5, 3652.0]
+    out = rs.crude_probability(colrec, **KW, lifetable=slopop, times=times)
+    km = 1 - np.array([rs._km_parts(colrec["time"].to_numpy(float), colrec["stat"].to_numpy(float))[1][
+        np.searchsorted(np.unique(colrec["time"]), t, "right") - 1] for t in times])
+    np.testing.assert_allclose(out["prob_excess"] + out["prob_population"], km, atol=1e-12)
+    # the population part grows between events: at a time between two events it is larger than at the
+    # previous event time, while the excess part is smaller by the same amount
+    ev_t = np.unique(colrec.loc[colrec["stat"] == 1, "time"])
+    a = ev_t[np.searchsorted(ev_t, 2000.0)]
+    b = ev_t[np.searchsorted(ev_t, 2000.0) + 1]
+    two = rs.crude_probability(colrec, **KW, lifetable=slopop, times=[a, (a + b) / 2])
+    assert two["prob_population"].iloc[1] > two["prob_population"].iloc[0]
+    assert two["prob_excess"].iloc[1] < two["prob_excess"].iloc[0]
