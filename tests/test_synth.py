@@ -135,6 +135,20 @@ def test_truth_is_complete(dirty_truth, dirty):
         assert (np.diff(np.array(m["net_survival"]["by_sex"][g])) <= 1e-12).all(), g
     assert set(m["duration"]) >= {"all", "female", "male"}
     assert set(m["duration"]["all"]) == {"cns1y_095_years", "excess_below_005_years", "excess_below_002_years"}
+    # life years lost, crude probabilities, conditional net survival: overall, by sex and age band
+    for key in ("life_years_lost", "crude_probability", "conditional_net_survival"):
+        assert key in m, key
+    lyl, crude = m["life_years_lost"], m["crude_probability"]
+    assert set(lyl["by_group"]) >= {"all", "female", "male", "age 80-89"}
+    for g, v in lyl["by_group"].items():
+        ex, ob, yl = (np.array(v[k]) for k in ("expected_years", "observed_years", "years_lost"))
+        assert yl == pytest.approx(ex - ob) and (yl > 0).all() and (np.diff(yl) > 0).all(), g
+        assert (ex <= np.array(lyl["tau_days"]) / 365.241 + 1e-12).all(), g
+    for g, v in crude["by_group"].items():
+        pe, pp = np.array(v["prob_excess"]), np.array(v["prob_population"])
+        assert (pe > 0).all() and (np.diff(pe) > 0).all() and (np.diff(pp) > 0).all(), g
+    cns = m["conditional_net_survival"]["all"]
+    assert np.all(np.array(cns["one_year"]) < 1) and cns["given_days"][0] == 0.0
     by_year = m["net_survival_by_year"]
     total = np.sum([by_year["sum_surv"][y] for y in by_year["n"]], axis=0) / sum(by_year["n"].values())
     assert total == pytest.approx(ns, rel=1e-9)
@@ -298,3 +312,27 @@ def test_survival_draws_follow_the_exact_model():
     for t in (30, 365, 1826):
         k = int(np.searchsorted(edges, t))
         assert truth["net"][k] == pytest.approx(net[int(edges[k]) - 1], abs=3e-3)
+    # life years lost and crude probabilities at the truth times, against the daily grid (exact integrals
+    # of the same hazards, midpoint rule) and against the draws (no censoring in the generator)
+    surv_o = np.exp(-cum)
+    surv_p = np.exp(-np.cumsum(hp))
+    exc_h = hp * (model.FRAILTY_MEAN * model.relative_mortality(day) - 1)
+    s_prev = np.r_[1.0, surv_o[:-1]]
+    cr_exc = np.cumsum(s_prev * exc_h / h * (1 - np.exp(-h)))
+    cr_pop = np.cumsum(s_prev * hp / h * (1 - np.exp(-h)))
+    c = truth["cumulative"]
+    for j, t in enumerate(core.TRUTH_TIMES_DAYS):
+        if t > len(day):
+            continue
+        ti = int(round(t))
+        obs = np.sum(np.r_[1.0, surv_o][:ti] * (1 - np.exp(-h[:ti])) / h[:ti])
+        exp_ = np.sum(np.r_[1.0, surv_p][:ti] * (1 - np.exp(-hp[:ti])) / hp[:ti])
+        assert c["rm_obs"]["all"][j] / n == pytest.approx(obs, rel=2e-3), t
+        assert c["rm_pop"]["all"][j] / n == pytest.approx(exp_, rel=2e-3), t
+        assert c["crude_exc"]["all"][j] / n == pytest.approx(cr_exc[ti - 1], abs=2e-3), t
+        assert c["crude_pop"]["all"][j] / n == pytest.approx(cr_pop[ti - 1], abs=2e-3), t
+        # the two crude probabilities add up to the model's mortality, which the draws follow
+        p = (c["crude_exc"]["all"][j] + c["crude_pop"]["all"][j]) / n
+        assert np.mean(death <= t) == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / n) + 1e-3), t
+        assert np.mean(np.minimum(death, t)) == pytest.approx(c["rm_obs"]["all"][j] / n, rel=5e-3), t
+    assert np.allclose(c["rm_obs"]["female"], c["rm_obs"]["all"], rtol=1e-12, atol=0) and not c["rm_obs"]["male"].any()

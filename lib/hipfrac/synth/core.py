@@ -354,6 +354,10 @@ def age_band_of(age) -> list[str]:
     return ["90+" if x >= 90 else ("<50" if x < 50 else f"{b}-{b + 9}") for x, b in zip(a, lo)]
 
 
+#: times (days) at which truth.json holds the life years lost (restricted means) and crude probabilities
+TRUTH_TIMES_DAYS = (30.0, 90.0, 365.25, 730.5, 1826.25, 3652.5)
+
+
 def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: tuple[int, int],
                       chunk: int = 20_000) -> tuple[np.ndarray, dict]:
     """Exact draws of death time (days after the fracture; inf = alive at the horizon) from the
@@ -383,6 +387,12 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
     band = np.asarray(age_band_of(df["age"].to_numpy()))
     net_sum_band = {b: np.zeros(len(edges)) for b in AGE_BANDS}
     net_sum_year: dict[int, np.ndarray] = {}
+    # sums over patients, per group, at TRUTH_TIMES_DAYS: restricted means (days) of survival with the fracture
+    # (observed) and without it (population), and the crude probabilities of death from the fracture's
+    # excess and from other causes (exact: the hazards are constant on each interval)
+    gkeys = ["all", "female", "male"] + [f"age {b}" for b in AGE_BANDS]
+    acc = {q: {g: np.zeros(len(TRUTH_TIMES_DAYS)) for g in gkeys}
+           for q in ("rm_obs", "rm_pop", "crude_exc", "crude_pop")}
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
         a = np.clip(np.floor(age0[lo:hi, None] + mid[None, :] / 365.25), 0, 105).astype(int)
@@ -405,6 +415,26 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
             net_sum_sex[s] += sn[sexi[lo:hi] == s].sum(axis=0)
         for b in AGE_BANDS:
             net_sum_band[b] += sn[band[lo:hi] == b].sum(axis=0)
+        so = np.exp(-cum)
+        cum_p = np.concatenate([np.zeros((hi - lo, 1)), np.cumsum(hp * dt, axis=1)], axis=1)
+        q = {"rm_obs": so[:, :-1] * -np.expm1(-h * dt) / h,
+             "rm_pop": np.exp(-cum_p[:, :-1]) * -np.expm1(-hp * dt) / hp,
+             "crude_exc": ex / h * (so[:, :-1] - so[:, 1:]),
+             "crude_pop": hp / h * (so[:, :-1] - so[:, 1:])}
+        # at the truth times: the whole intervals before, plus the exact part of the interval holding t
+        kt = np.searchsorted(edges, TRUTH_TIMES_DAYS, "right") - 1
+        part = np.asarray(TRUTH_TIMES_DAYS) - edges[kt]
+        hk, hpk, exk, sok = h[:, kt], hp[:, kt], ex[:, kt], so[:, kt]
+        so_t = sok * np.exp(-hk * part)
+        q_at = {"rm_obs": sok * -np.expm1(-hk * part) / hk,
+                "rm_pop": np.exp(-cum_p[:, kt]) * -np.expm1(-hpk * part) / hpk,
+                "crude_exc": exk / hk * (sok - so_t), "crude_pop": hpk / hk * (sok - so_t)}
+        masks = {"all": slice(None), "female": sexi[lo:hi] == 0, "male": sexi[lo:hi] == 1,
+                 **{f"age {b}": band[lo:hi] == b for b in AGE_BANDS}}
+        for name, v in q.items():
+            before = np.concatenate([np.zeros((hi - lo, 1)), np.cumsum(v, axis=1)], axis=1)[:, kt] + q_at[name]
+            for g, mk in masks.items():
+                acc[name][g] += before[mk].sum(axis=0)
         for y_ in np.unique(yr[lo:hi]):
             net_sum_year.setdefault(int(y_), np.zeros(len(edges)))
             net_sum_year[int(y_)] += sn[yr[lo:hi] == y_].sum(axis=0)
@@ -419,6 +449,9 @@ def simulate_survival(st: Streams, df: pd.DataFrame, rates: np.ndarray, years: t
         "net_by_age_band": {b: net_sum_band[b] / max(int((band == b).sum()), 1) for b in AGE_BANDS
                             if (band == b).any()},
         "net_sum_by_year": net_sum_year,
+        "group_n": {"all": n, "female": int((sexi == 0).sum()), "male": int((sexi == 1).sum()),
+                    **{f"age {b}": int((band == b).sum()) for b in AGE_BANDS}},
+        "cumulative": acc,
         "n_by_year": {y_: int((yr == y_).sum()) for y_ in net_sum_year},
     }
     return death, truth

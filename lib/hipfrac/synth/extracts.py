@@ -111,6 +111,52 @@ def _durations(edges: np.ndarray, net: np.ndarray) -> dict:
     return out
 
 
+
+
+def _groups_present(surv: dict) -> list[str]:
+    return [g for g, n in surv["group_n"].items() if n > 0]
+
+
+def _life_years_lost(surv: dict) -> dict:
+    """Restricted mean life years lost to the fracture within each tau, per group: mean over the group's
+    index fractures of integral_0^tau [S_pop,i - S_i] dt (years of 365.241 days, as hipfrac.relsurv)."""
+    out = {"tau_days": list(core.TRUTH_TIMES_DAYS), "by_group": {},
+           "definition": "mean over the group's index fractures of the exact restricted mean survival without "
+                         "the fracture (population hazard x 1: expected_years) and with it (observed_years) up to "
+                         "tau_days, years of 365.241 days; years_lost = expected_years - observed_years "
+                         "(hipfrac.relsurv.life_years_lost, relsurv::years 'yd')"}
+    for g in _groups_present(surv):
+        n = surv["group_n"][g]
+        c = surv["cumulative"]
+        ex = c["rm_pop"][g] / n / 365.241
+        ob = c["rm_obs"][g] / n / 365.241
+        out["by_group"][g] = {"expected_years": ex.tolist(), "observed_years": ob.tolist(),
+                              "years_lost": (ex - ob).tolist()}
+    return out
+
+
+def _crude_probability(surv: dict) -> dict:
+    """Crude probabilities of death from the fracture's excess and from other causes by each time, per group."""
+    out = {"days": list(core.TRUTH_TIMES_DAYS), "by_group": {},
+           "definition": "mean over the group's index fractures of integral_0^t S_i(u) lambda_i(u) du, with "
+                         "lambda_i the excess hazard h_pop (F(x) m(t) - 1) (prob_excess) or the population hazard "
+                         "h_pop (prob_population); prob_excess + prob_population = 1 - the group's mean survival "
+                         "(hipfrac.relsurv.crude_probability, relsurv::cmp.rel)"}
+    for g in _groups_present(surv):
+        n = surv["group_n"][g]
+        c = surv["cumulative"]
+        out["by_group"][g] = {"prob_excess": (c["crude_exc"][g] / n).tolist(),
+                              "prob_population": (c["crude_pop"][g] / n).tolist()}
+    return out
+
+
+def _conditional_net(edges: np.ndarray, net: np.ndarray) -> dict:
+    """Conditional one-year net survival NS(s + 1 y) / NS(s) of the marginal net survival at yearly s."""
+    s = np.arange(0.0, edges[-1] / 365.25 - 1 + 1e-9, 1.0) * 365.25
+    cns = np.interp(s + 365.25, edges, net) / np.interp(s, edges, net)
+    return {"given_days": s.tolist(), "one_year": cns.tolist()}
+
+
 class Builder:
     def __init__(self, seed: int, years: tuple[int, int], scale: float, imperfections: bool):
         self.st = Streams(seed)
@@ -728,6 +774,9 @@ class Builder:
             "excess_zero_definition": "first time (years) at which the true marginal net excess hazard of all "
                                       "index fractures is <= 0 (null: positive over the whole follow-up, so "
                                       "net survival never rises)",
+            "life_years_lost": _life_years_lost(surv),
+            "crude_probability": _crude_probability(surv),
+            "conditional_net_survival": {g: _conditional_net(edges, v) for g, v in groups.items()},
             "duration": {g: _durations(edges, v) for g, v in groups.items()},
             "duration_definition": DURATION_TRUTH_DEFINITION,
         }
