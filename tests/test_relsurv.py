@@ -300,14 +300,14 @@ def test_life_years_lost_matches_relsurv_years(colrec, slopop, group):
     d = colrec.query(SUBGROUPS[group])
     taus = sorted(ref["tau_days"].unique())
     out = rs.life_years_lost(d, **KW, lifetable=slopop, tau_days=taus)
-    assert list(out.columns[:7]) == ["tau_days", "expected_years", "observed_years", "years_lost", "std_err",
-                                     "lower", "upper"]
+    assert list(out.columns[:8]) == ["tau_days", "expected_years", "observed_years", "years_lost", "std_err",
+                                     "std_err_observed", "lower", "upper"]
     r1 = ref.query("precision_days == 1").set_index("tau_days").loc[taus]
     # the observed part (Kaplan-Meier restricted mean) and its Greenwood SE are the same computation
     np.testing.assert_allclose(out["observed_years"], np.asarray(taus) / rs.DAYS_PER_YEAR - r1["observed_area"],
                                rtol=1e-10)
-    np.testing.assert_allclose(out["std_err"], r1["std_err"], rtol=1e-8)
-    np.testing.assert_allclose(out["upper"] - out["lower"], 2 * 1.959964 * r1["std_err"], rtol=1e-5)
+    np.testing.assert_allclose(out["std_err_observed"], r1["std_err"], rtol=1e-8)
+    np.testing.assert_allclose(out["upper"] - out["lower"], 2 * 1.959964 * out["std_err"], rtol=1e-5)
     # the expected part: relsurv sums 1 - S_E on its grid (left Riemann sums), hipfrac integrates exactly;
     # relsurv's estimate approaches hipfrac's as its grid is refined (30 -> 5 -> 1 day), monotonically,
     # and on the 1-day grid it is within 2e-3 years (a few 1e-5 remain at 1 year whatever the grid: its
@@ -318,6 +318,25 @@ def test_life_years_lost_matches_relsurv_years(colrec, slopop, group):
     assert np.abs(gaps[2]).max() < 2e-3
     if group != "age80":            # dense events: relsurv's grid is fine, the two agree within 1e-3 years
         assert np.abs(gaps[2]).max() < 1e-3
+
+
+def test_life_years_lost_influence_variance(colrec, slopop):
+    """The influence function of the Kaplan-Meier restricted mean gives the Greenwood-type variance
+    (asymptotically: within 1 % on colrec); the full standard error adds the expected part's variation and
+    subtracts its covariance with the observed part (older patients: both shorter), so it is smaller."""
+    fu, ev = colrec["time"].to_numpy(float), colrec["stat"].to_numpy(float)
+    for tau in (365.0, 1826.0, 3652.0):
+        infl = rs._rmst_influence(fu, ev, tau)
+        _, se_gw = rs._rmst_greenwood(fu, ev, tau)
+        assert np.sqrt(np.sum(infl ** 2)) / len(fu) == pytest.approx(se_gw, rel=0.01)
+        assert abs(infl.mean()) < 1e-9 * tau
+    out = rs.life_years_lost(colrec, **KW, lifetable=slopop, tau_days=[1826.0, 3652.0])
+    assert (out["std_err"] < out["std_err_observed"]).all()
+    # against a bootstrap of the whole estimator (patients resampled, both parts recomputed)
+    rng = np.random.default_rng(3)
+    reps = [rs.life_years_lost(colrec.iloc[rng.integers(0, len(colrec), len(colrec))], **KW, lifetable=slopop,
+                               tau_days=[1826.0])["years_lost"].iloc[0] for _ in range(200)]
+    assert out["std_err"].iloc[0] == pytest.approx(np.std(reps, ddof=1), rel=0.15)
 
 
 def test_life_years_lost_expected_part_is_the_integral_of_ederer1(colrec, slopop):

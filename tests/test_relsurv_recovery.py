@@ -221,9 +221,25 @@ def _generator_patients(n, seed):
     ydec = year + doy / 365.25
     admin = (2025.0 - ydec) * 365.25
     data = pd.DataFrame({"time": np.minimum(death, admin), "stat": (death <= admin).astype(int),
-                         "age": df["age"], "sex": np.where(df["male"] == 1, "male", "female"), "year": ydec})
+                         "age": df["age"], "sex": np.where(df["male"] == 1, "male", "female"), "year": ydec,
+                         "asa_group": df["asa_group"], "cognitive": df["cognitive"], "residence": df["residence"],
+                         "charlson": df["charlson"]})
     table = lt.rename(columns={"mortality_rate": "rate"})[["year", "age", "sex", "rate"]]
     return data, rs.LifeTable(table), truth, n
+
+
+_SUPER: dict = {}
+
+
+def _superpopulation_truth(n=300_000):
+    """The truth of the population the patients of _generator_patients are drawn from (their covariates
+    vary between seeds): the generator's exact truth over a very large sample. Against the truth of the
+    sample itself (fixed covariates) the CIs, which include the covariates' sampling variation, are
+    conservative (observed: 98.7 % coverage of nominal 95 %)."""
+    if "t" not in _SUPER:
+        _, _, truth, m = _generator_patients(n, seed=99)
+        _SUPER["t"] = (truth, m)
+    return _SUPER["t"]
 
 
 def _lyl_crude_z(data, table, truth, n):
@@ -253,10 +269,48 @@ def test_life_years_lost_and_crude_probability_recover_the_generator_truth():
     assert np.all(np.abs(z) < 3.5), z
 
 
+FLEX_TIMES = (365.25, 1826.25, 3652.5)
+
+
+def _flexible_cover(data, table, truth, n):
+    """Whether the 95 % CIs of the flexible model's marginal net survival (FLEX_TIMES), conditional
+    one-year net survival (given 1 and 5 years) and marginal excess hazard (1 and 5 years) cover the
+    sample's exact truth."""
+    kw = dict(time="time", event="stat", age="age", sex="sex", year="year", lifetable=table)
+    f = rs.FlexibleExcessHazardFitter(df=8, tvc={"age": 3}).fit(data, **kw, covariates=["age", "sex"])
+    edges, net = truth["edges"], truth["net"]
+    ns_true = np.interp(FLEX_TIMES, edges, net)
+    ns = f.predict_net_survival(data, FLEX_TIMES)
+    given = np.array([365.25, 1826.25])
+    cns_true = np.interp(given + 365.25, edges, net) / np.interp(given, edges, net)
+    cns = f.predict_conditional_net_survival(data, given, horizon_days=365.25)
+    k = np.searchsorted(edges, given, "right") - 1
+    exc_true = truth["excess"][k]
+    exc = f.predict_excess_hazard(data, (edges[k] + edges[k + 1]) / 2)
+    return np.r_[(ns["lower"] <= ns_true) & (ns_true <= ns["upper"]),
+                 (cns["lower"] <= cns_true) & (cns_true <= cns["upper"]),
+                 (exc["lower"] <= exc_true) & (exc_true <= exc["upper"])]
+
+
+@pytest.mark.slow
+def test_flexible_model_cis_cover_at_their_nominal_rate():
+    """150 seeds x 10,000 patients from the generator's model (df 8, age with a time-varying effect,
+    sex): the flexible model's 95 % CIs of marginal net survival, conditional net survival and the excess
+    hazard cover the truth in 93-97 % of the intervals (pooled, 1,050). With fewer df (4) the smooth
+    excess cannot follow the generator's steep acute phase and then its flat long-term part: the 1-year
+    excess hazard is biased low and coverage falls (35 % at 1 year with df 4 on 3,000 patients)."""
+    truth, m = _superpopulation_truth()
+    covers = np.array([_flexible_cover(*_generator_patients(10_000, seed=2000 + s)[:2], truth, m)
+                       for s in range(150)])
+    assert 0.93 <= covers.mean() <= 0.97, covers.mean(axis=0)
+
+
 @pytest.mark.slow
 def test_life_years_lost_and_crude_probability_cis_cover_at_their_nominal_rate():
     """300 seeds x 3,000 patients: the 95 % CIs of the life years lost (1, 5, 10 years) and of the crude
     probability of death from the excess (30 days, 1 and 5 years) cover the truth in 93-97 % of the
     intervals (pooled, 1,800 intervals)."""
-    covers = np.array([_lyl_crude_z(*_generator_patients(3_000, seed=1000 + s))[1] for s in range(300)])
+    truth, m = _superpopulation_truth()
+    covers = np.array([_lyl_crude_z(*_generator_patients(3_000, seed=1000 + s)[:2], truth, m)[1]
+                       for s in range(300)])
     assert 0.93 <= covers.mean() <= 0.97, covers.mean(axis=0)

@@ -15,7 +15,7 @@ from hipfrac.figures import style
 DPY = 365.25
 
 __all__ = ["km_plot", "net_survival_plot", "smr_plot", "excess_hazard_plot", "standardised_plot",
-           "hazard_ratio_plot"]
+           "hazard_ratio_plot", "flexible_curves_plot"]
 
 
 def _years(days):
@@ -186,6 +186,39 @@ def excess_hazard_plot(curve: pd.DataFrame, *, duration: pd.DataFrame | None = N
     ax.legend(loc="upper right")
     if title:
         ax.set_title(title)
+    return fig
+
+
+_FLEX_CI = {"excess_hazard": ("eh_lower", "eh_upper"), "conditional_1y": ("cns_lower", "cns_upper"),
+            "net_survival": ("ns_lower", "ns_upper")}
+
+
+def flexible_curves_plot(curves: pd.DataFrame, *, value: str, groups, title: str = "", ylabel: str = "",
+                         log: bool = False, threshold: float | None = None):
+    """Curves of the flexible relative survival model (relsurv.flexible_excess_by_groups' `curves`): one
+    panel per group type in `groups` ("all", "sex", "age_band", ...), one line per level with its 95 % CI
+    band. value: "excess_hazard", "conditional_1y" or "net_survival"; threshold: a horizontal line (e.g.
+    the cure threshold of the conditional net survival)."""
+    lo_col, hi_col = _FLEX_CI[value]
+    groups = [g for g in groups if (curves["group_type"] == g).any()]
+    fig, axes = style.subplots("double", aspect=0.32, ncols=len(groups), sharey=True, squeeze=False)
+    for ax, gt in zip(axes[0], groups):
+        sub = curves[curves["group_type"] == gt]
+        for i, (lv, c) in enumerate(sub.groupby("group", sort=False)):
+            col = style.PALETTE[i % len(style.PALETTE)]
+            x = _years(c["time"])
+            ax.plot(x, c[value], color=col, linewidth=1.2, label=str(lv) if gt != "all" else "All patients")
+            ax.fill_between(x, c[lo_col], c[hi_col], color=col, alpha=0.15, linewidth=0)
+        if threshold is not None:
+            ax.axhline(threshold, color=style.GREY, linestyle="--", linewidth=0.8)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("Years since fracture")
+        ax.set_title({"all": "All patients", "sex": "By sex", "age_band": "By age band"}.get(gt, f"By {gt}"))
+        ax.legend(loc="best", fontsize=6)
+    axes[0][0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -28,6 +28,19 @@ class SurvivalParams(Section):
       area (each 30, 90 or 365: a 0/1 outcome column of the cohort).
     reference_region: reference level of region of residence in the Cox and excess hazard models.
     reference_age_band: reference age band of the excess hazard models.
+    relative_groups: cohort columns by which life years lost, crude probabilities and the flexible
+      model's predictions are reported (besides the whole cohort).
+    life_years_tau_days: horizons of the restricted mean life years lost (relsurv.life_years_lost).
+    crude_times_days: times of the crude probabilities of death (relsurv.crude_probability).
+    flexible_df: degrees of freedom of the baseline spline of the flexible parametric relative survival
+      model (relsurv.FlexibleExcessHazardFitter).
+    flexible_covariates: cohort columns of the flexible model (numeric columns centred; categorical as
+      indicators against the most frequent level).
+    flexible_tvc: time-varying effects of the flexible model: {covariate column or indicator: spline df}.
+    cure_threshold: conditional one-year net survival from which on excess mortality counts as over
+      (size-based duration, Dal Maso et al. 2014 use 0.95).
+    excess_threshold_per_year: excess hazard (per person-year) below which excess mortality counts as over
+      (the second size-based duration).
     """
 
     horizons_days: tuple[int, ...] = (30, 90, 365, 1826)
@@ -48,6 +61,14 @@ class SurvivalParams(Section):
     risk_adjusted_horizons_days: tuple[int, ...] = (30, 365)
     reference_region: str = "Helse Sør-Øst"
     reference_age_band: str = "80-89"
+    relative_groups: tuple[str, ...] = ("sex", "age_band")
+    life_years_tau_days: tuple[float, ...] = (365.241, 1826.205, 3652.41)
+    crude_times_days: tuple[float, ...] = (30, 90, 365.241, 1826.205, 3652.41)
+    flexible_df: int = Field(8, ge=1, le=12)
+    flexible_covariates: tuple[str, ...] = ("age", "sex")
+    flexible_tvc: dict[str, int] = {"age": 3}
+    cure_threshold: float = Field(0.95, gt=0.5, lt=1.0)
+    excess_threshold_per_year: float = Field(0.05, gt=0, lt=1.0)
 
     @field_validator("risk_adjusted_horizons_days")
     @classmethod
@@ -62,3 +83,18 @@ class SurvivalParams(Section):
     @classmethod
     def _names(cls, v):
         return check_identifiers(v, "case-mix columns")
+
+    @field_validator("relative_groups", "flexible_covariates")
+    @classmethod
+    def _columns(cls, v):
+        return check_identifiers(v, "cohort columns")
+
+    @field_validator("flexible_tvc")
+    @classmethod
+    def _tvc(cls, v):
+        for name, df in v.items():
+            if not isinstance(df, int) or not 1 <= df <= 6:
+                raise ValueError(f"flexible_tvc: the spline df of {name!r} must be an integer 1-6, got {df!r}")
+        # indicator names such as "sex[male]" are checked against the model's columns when it is fitted
+        check_identifiers([n.split("[", 1)[0] for n in v], "time-varying covariates")
+        return v
