@@ -200,3 +200,30 @@ def test_duration_paragraph_says_the_numbers():
         assert piece in text, (piece, text)
     withheld = rs.duration_paragraph(excess, dur.assign(duration_years=np.nan), fd, lyl, crude)
     assert "lasted withheld years" in withheld
+
+
+def test_prediction_gradients_are_exact(colrec, slopop):
+    f = rs.FlexibleExcessHazardFitter(df=4, tvc={"age": 2}).fit(colrec, **KW, lifetable=slopop,
+                                                                covariates=["age", "stage"], references={"stage": "1"})
+    X = f._x(colrec)
+    U, pi = np.unique(X, axis=0, return_inverse=True)
+    W = np.zeros((2, len(U)))
+    np.add.at(W, ((colrec["sex"] == "male").astype(int).to_numpy(), pi.ravel()), 1.0)
+    t = np.array([30.0, 365.0, 1826.0])
+    ns, eh, gns, geh = f._group_curves_grad(U, W, t)
+    th = f.params_.to_numpy().copy()
+    for j in range(len(th)):
+        e = 1e-6 * max(1.0, abs(th[j]))
+        f.params_.iloc[j] = th[j] + e
+        a = f._group_curves_grad(U, W, t)
+        f.params_.iloc[j] = th[j] - e
+        b = f._group_curves_grad(U, W, t)
+        f.params_.iloc[j] = th[j]
+        np.testing.assert_allclose(gns[:, :, j], (a[0] - b[0]) / (2 * e), atol=1e-7)
+        np.testing.assert_allclose(geh[:, :, j], (a[1] - b[1]) / (2 * e), atol=1e-6)
+    # a group's prediction is the mean over its rows whether predicted alone or among other groups
+    alone = f.predict_net_survival(colrec[colrec["sex"] == "male"], t)
+    both = f.predict_groups(colrec, colrec["sex"].to_numpy(), t)
+    m = both[both["group"] == "male"]
+    np.testing.assert_allclose(m["net_survival"], alone["surv"], rtol=1e-12)
+    np.testing.assert_allclose(m["ns_lower"], alone["lower"], rtol=1e-10)

@@ -1488,176 +1488,157 @@ class FlexibleExcessHazardFitter:
         return ll, g, H
 
     # -- predictions ---------------------------------------------------------------------------------
-    def _patterns(self, data):
-        X = self._x(data)
-        if X.shape[1] == 0:
-            return np.zeros((1, 0)), np.array([float(len(data))])
-        u, cnt = np.unique(X, axis=0, return_counts=True)
-        return u, cnt.astype(float)
-
-    def _cum_excess(self, theta, X, t_days):
-        """H_E (n patterns x n times) and the slope ds/dlog t."""
-        logt = np.log(np.maximum(np.asarray(t_days, float), 1e-9) / DAYS_PER_YEAR)
-        P, T = len(X), len(logt)
-        Xr = np.repeat(X, T, axis=0)
-        lr = np.tile(logt, P)
-        D, dD = self._design(Xr, lr)
-        return np.exp(D @ theta).reshape(P, T), (dD @ theta).reshape(P, T)
-
-    def _marginal(self, theta, X, w, t_days):
-        H, _ = self._cum_excess(theta, X, t_days)
-        return (np.exp(-H) * w[:, None]).sum(axis=0) / w.sum()
-
-    def _marginal_hazard(self, theta, X, w, t_days):
-        H, slope = self._cum_excess(theta, X, t_days)
-        S = np.exp(-H)
-        h = H * slope / (np.asarray(t_days, float)[None, :] / DAYS_PER_YEAR)
-        return (S * h * w[:, None]).sum(axis=0) / (S * w[:, None]).sum(axis=0)
-
-    def _delta(self, fun, transform, inverse):
-        """Estimate and 95 % CI of fun(theta) by the delta method on the transformed scale (central
-        differences)."""
-        th = self.params_.to_numpy()
-        V = self.cov_.to_numpy()
-        est = fun(th)
-        base = transform(est)
-        G = np.empty((len(base), len(th)))
-        for j in range(len(th)):
-            e = np.zeros(len(th))
-            e[j] = 1e-5 * max(1.0, abs(th[j]))
-            G[:, j] = (transform(fun(th + e)) - transform(fun(th - e))) / (2 * e[j])
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, V, G), 0.0))
-        lo, hi = inverse(base - Z95 * se), inverse(base + Z95 * se)
-        return est, se, np.minimum(lo, hi), np.maximum(lo, hi)
-
-    def _time_parts(self, theta, t_days):
-        """Per-time parts of eta and of its slope in log t: baseline (T,), and per time-varying covariate
-        (T,) each; the covariate part of eta per pattern is X beta."""
-        logt = np.log(np.maximum(np.asarray(t_days, float), 1e-9) / DAYS_PER_YEAR)
-        k = 1 + self.df
-        B, dB = self._spline(logt, "baseline")
-        base, dbase = theta[0] + B @ theta[1:k], dB @ theta[1:k]
-        j = k + len(self.covariate_names_)
-        tv, dtv = [], []
-        for name in self._tvc_cols:
-            Bk, dBk = self._spline(logt, name)
-            m = Bk.shape[1]
-            tv.append(Bk @ theta[j:j + m])
-            dtv.append(dBk @ theta[j:j + m])
-            j += m
-        return base, dbase, tv, dtv
-
-    def _group_curves(self, theta, X, W, t_days):
-        """Marginal net survival (G x T) and the hazard of the marginal net survival (G x T, per year) of
-        groups given as weights W (G x P) over covariate patterns X (P x p)."""
-        k = 1 + self.df
-        beta = theta[k:k + len(self.covariate_names_)]
-        base, dbase, tv, dtv = self._time_parts(theta, t_days)
-        eta = base[None, :] + (X @ beta)[:, None]
-        slope = np.broadcast_to(dbase[None, :], eta.shape).copy()
-        for name, a, da in zip(self._tvc_cols, tv, dtv):
-            xj = X[:, self.covariate_names_.index(name)][:, None]
-            eta += xj * a[None, :]
-            slope += xj * da[None, :]
-        with np.errstate(over="ignore"):
-            H = np.exp(eta)
-        S = np.exp(-H)
-        h = H * slope / (np.asarray(t_days, float)[None, :] / DAYS_PER_YEAR)
-        num, den = W @ (S * h), W @ S
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return den / W.sum(axis=1, keepdims=True), num / den
-
     def predict_groups(self, data: pd.DataFrame, group_of, times, horizon_days: float = DAYS_PER_YEAR):
-        """Marginal predictions for several groups of rows at once (one pass per parameter perturbation):
-        group_of: an array of group labels per row of `data` (a row may be given once; use
-        several calls for overlapping groupings). Returns `group, time, net_survival, ns_lower, ns_upper,
-        excess_hazard, eh_lower, eh_upper, conditional, cns_lower, cns_upper` (conditional net survival
-        NS(t + horizon) / NS(t), t = time), 95 % CIs by the delta method on the log(-log) scale for
-        survival and the log scale for the hazard (NaN limits where the hazard is not positive)."""
+        """Marginal predictions for groups of rows, all in one pass with analytic gradients.
+
+        group_of: labels per row of `data` (one grouping), or a dict {grouping name: labels per row} (the
+        result then has a leading `group_type` column). Returns `[group_type,] group, time, net_survival,
+        ns_lower, ns_upper, excess_hazard, eh_lower, eh_upper, conditional, cns_lower, cns_upper`:
+        marginal net survival (mean over the group's rows), the hazard of the marginal net survival (per
+        person-year) and the conditional net survival NS(t + horizon) / NS(t); 95 % CIs by the delta method
+        (exact gradients) on the log(-log) scale for survival and the log scale for the hazard (NaN limits
+        where the hazard is not positive)."""
+        groupings = group_of if isinstance(group_of, dict) else {None: group_of}
         X = self._x(data)
-        labels, gi = np.unique(np.asarray(group_of, dtype=object).astype(str), return_inverse=True)
         if X.shape[1]:
             U, pi = np.unique(X, axis=0, return_inverse=True)
+            pi = pi.ravel()
         else:
             U, pi = np.zeros((1, 0)), np.zeros(len(data), int)
-        W = np.zeros((len(labels), len(U)))
-        np.add.at(W, (gi, pi.ravel()), 1.0)
+        rows, keys = [], []
+        for name, lab in groupings.items():
+            lab = np.asarray(lab, dtype=object).astype(str)
+            labels, gi = np.unique(lab, return_inverse=True)
+            Wk = np.zeros((len(labels), len(U)))
+            np.add.at(Wk, (gi, pi), 1.0)
+            rows.append(Wk)
+            keys += [(name, lv) for lv in labels]
+        W = np.vstack(rows)
         t = np.asarray(times, float)
         tt = np.unique(np.r_[t, t + horizon_days])
         i_t, i_h = np.searchsorted(tt, t), np.searchsorted(tt, t + horizon_days)
-
-        def fun(th):
-            ns, eh = self._group_curves(th, U, W, tt)
-            cns = ns[:, i_h] / ns[:, i_t]
-            return np.concatenate([ns[:, i_t].ravel(), eh[:, i_t].ravel(), cns.ravel()])
-
-        def tr(v):
-            m = len(labels) * len(t)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.r_[np.log(-np.log(np.clip(v[:m], 1e-300, 1 - 1e-15))), np.log(v[m:2 * m]),
-                             np.log(-np.log(np.clip(v[2 * m:], 1e-300, 1 - 1e-15)))]
-
-        th = self.params_.to_numpy()
+        ns, eh, gns, geh = self._group_curves_grad(U, W, tt)
         V = self.cov_.to_numpy()
-        est = fun(th)
-        base = tr(est)
-        G = np.empty((len(base), len(th)))
-        for j in range(len(th)):
-            e = np.zeros(len(th))
-            e[j] = 1e-5 * max(1.0, abs(th[j]))
-            G[:, j] = (tr(fun(th + e)) - tr(fun(th - e))) / (2 * e[j])
-        with np.errstate(invalid="ignore"):
-            se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, V, G), 0.0))
-        lo, hi = base - Z95 * se, base + Z95 * se
-        m = len(labels) * len(t)
-        sv = lambda z: np.exp(-np.exp(z))  # noqa: E731
-        shape = (len(labels), len(t))
-        parts = {"net_survival": (est[:m], sv(hi[:m]), sv(lo[:m])),
-                 "excess_hazard": (est[m:2 * m], np.exp(lo[m:2 * m]), np.exp(hi[m:2 * m])),
-                 "conditional": (est[2 * m:], sv(hi[2 * m:]), sv(lo[2 * m:]))}
-        out = pd.DataFrame({"group": np.repeat(labels, len(t)), "time": np.tile(t, len(labels))})
-        for name, (e_, l_, h_) in parts.items():
-            pre = {"net_survival": "ns", "excess_hazard": "eh", "conditional": "cns"}[name]
-            out[name] = e_.reshape(shape).ravel()
-            out[f"{pre}_lower"] = l_.reshape(shape).ravel()
-            out[f"{pre}_upper"] = h_.reshape(shape).ravel()
-        return out
+
+        def ci(est, grad, kind):
+            se = np.sqrt(np.maximum(np.einsum("gtj,jk,gtk->gt", grad, V, grad), 0.0))
+            if kind == "surv":
+                z = np.log(-np.log(np.clip(est, 1e-300, 1 - 1e-15)))
+                return np.exp(-np.exp(z + Z95 * se)), np.exp(-np.exp(z - Z95 * se))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.log(est)
+                return np.exp(z - Z95 * se), np.exp(z + Z95 * se)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # d log(-log S) = dS / (S log S); d log h = dh / h
+            g_ns = gns / (ns * np.log(ns))[..., None]
+            g_eh = geh / eh[..., None]
+            lc = np.log(ns[:, i_h]) - np.log(ns[:, i_t])
+            g_lc = gns[:, i_h] / ns[:, i_h][..., None] - gns[:, i_t] / ns[:, i_t][..., None]
+            g_cns = g_lc / lc[..., None]
+        ns_lo, ns_hi = ci(ns[:, i_t], g_ns[:, i_t], "surv")
+        eh_lo, eh_hi = ci(eh[:, i_t], g_eh[:, i_t], "haz")
+        cns = np.exp(lc)
+        cns_lo, cns_hi = ci(cns, g_cns, "surv")
+        out = pd.DataFrame({"group_type": np.repeat([k[0] for k in keys], len(t)),
+                            "group": np.repeat([k[1] for k in keys], len(t)), "time": np.tile(t, len(keys))})
+        for name, arr in (("net_survival", ns[:, i_t]), ("ns_lower", ns_lo), ("ns_upper", ns_hi),
+                          ("excess_hazard", eh[:, i_t]), ("eh_lower", eh_lo), ("eh_upper", eh_hi),
+                          ("conditional", cns), ("cns_lower", cns_lo), ("cns_upper", cns_hi)):
+            out[name] = np.asarray(arr).ravel()
+        return out if isinstance(group_of, dict) else out.drop(columns="group_type")
+
+    def _group_curves_grad(self, X, W, t_days):
+        """Marginal net survival NS (G x T), hazard of the marginal net survival EH (G x T, per year) and
+        their gradients in the parameters (G x T x n_params), exact: with S = exp(-H), H = exp(eta),
+        h = H slope / t, d eta / d theta_j and d slope / d theta_j are products of a per-pattern factor
+        (1 or a covariate) and a per-time factor (1, a spline column or its derivative), so every sum over
+        patterns is one matrix product per factor."""
+        th = self.params_.to_numpy()
+        t = np.asarray(t_days, float)
+        ty = t / DAYS_PER_YEAR
+        k = 1 + self.df
+        pc = len(self.covariate_names_)
+        beta = th[k:k + pc]
+        logt = np.log(np.maximum(t, 1e-9) / DAYS_PER_YEAR)
+        B, dB = self._spline(logt, "baseline")
+        eta = (th[0] + B @ th[1:k])[None, :] + (X @ beta)[:, None]
+        slope = np.broadcast_to((dB @ th[1:k])[None, :], eta.shape).copy()
+        j = k + pc
+        tv = []
+        for name in self._tvc_cols:
+            Bk, dBk = self._spline(logt, name)
+            m = Bk.shape[1]
+            xj = X[:, self.covariate_names_.index(name)][:, None]
+            eta += xj * (Bk @ th[j:j + m])[None, :]
+            slope += xj * (dBk @ th[j:j + m])[None, :]
+            tv.append((name, j, Bk, dBk))
+            j += m
+        with np.errstate(over="ignore"):
+            H = np.exp(eta)
+        S = np.exp(-H)
+        h = H * slope / ty[None, :]
+        wsum = W.sum(axis=1)[:, None]
+        SH, A1, A2 = S * H, S * h * (1 - H), S * H / ty[None, :]
+        # sums over patterns with a per-pattern factor: 1 and each covariate
+        fac = {None: None, **{c: X[:, i] for i, c in enumerate(self.covariate_names_)}}
+
+        def wsum_f(A, c):
+            return W @ (A if fac[c] is None else A * fac[c][:, None])
+
+        q = {c: (wsum_f(SH, c), wsum_f(A1, c), wsum_f(A2, c)) for c in fac}
+        ns = (W @ S) / wsum
+        num = W @ (S * h)
+        den = W @ S
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eh = num / den
+        G, T, P = W.shape[0], len(t), len(th)
+        gns, gnum, gden = np.zeros((G, T, P)), np.zeros((G, T, P)), np.zeros((G, T, P))
+
+        def put(jj, c, deta_t, dslope_t):
+            """parameter jj: d eta = fac[c] x deta_t(t), d slope = fac[c] x dslope_t(t)."""
+            SHc, A1c, A2c = q[c]
+            gden[:, :, jj] = -SHc * deta_t[None, :]
+            gnum[:, :, jj] = A1c * deta_t[None, :] + A2c * dslope_t[None, :]
+
+        one, zero = np.ones(T), np.zeros(T)
+        put(0, None, one, zero)
+        for b in range(self.df):
+            put(1 + b, None, B[:, b], dB[:, b])
+        for i, c in enumerate(self.covariate_names_):
+            put(k + i, c, one, zero)
+        for name, j0, Bk, dBk in tv:
+            for b in range(Bk.shape[1]):
+                put(j0 + b, name, Bk[:, b], dBk[:, b])
+        gns = gden / wsum[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            geh = gnum / den[..., None] - (num / den ** 2)[..., None] * gden
+        return ns, eh, gns, geh
+
+    def _one_group(self, data, times, horizon_days=DAYS_PER_YEAR):
+        return self.predict_groups(data, np.full(len(data), "all", dtype=object), times, horizon_days=horizon_days)
 
     def predict_net_survival(self, data: pd.DataFrame, times) -> pd.DataFrame:
         """Marginal net survival over the rows of `data` at `times` (days): `time, surv, lower, upper`
         (CI on the log(-log) scale)."""
-        X, w = self._patterns(data)
-        t = np.asarray(times, float)
-        est, _, lo, hi = self._delta(lambda th: self._marginal(th, X, w, t),
-                                     lambda s: np.log(-np.log(np.clip(s, 1e-300, 1 - 1e-15))),
-                                     lambda z: np.exp(-np.exp(z)))
-        return pd.DataFrame({"time": t, "surv": est, "lower": lo, "upper": hi})
+        p = self._one_group(data, times)
+        return pd.DataFrame({"time": p["time"], "surv": p["net_survival"], "lower": p["ns_lower"],
+                             "upper": p["ns_upper"]})
 
     def predict_excess_hazard(self, data: pd.DataFrame, times) -> pd.DataFrame:
         """Excess hazard (per person-year) of the marginal net survival over the rows of `data` at `times`
         (days): sum_i S_E,i h_E,i / sum_i S_E,i. Columns `time, excess_hazard, lower, upper` (CI on the log
         scale)."""
-        X, w = self._patterns(data)
-        t = np.asarray(times, float)
-        est, _, lo, hi = self._delta(lambda th: self._marginal_hazard(th, X, w, t),
-                                     lambda h: np.log(np.maximum(h, 1e-300)), np.exp)
-        return pd.DataFrame({"time": t, "excess_hazard": est, "lower": lo, "upper": hi})
+        p = self._one_group(data, times)
+        return pd.DataFrame({"time": p["time"], "excess_hazard": p["excess_hazard"], "lower": p["eh_lower"],
+                             "upper": p["eh_upper"]})
 
-    def predict_conditional_net_survival(self, data: pd.DataFrame, given, horizon_days: float = 365.25):
+    def predict_conditional_net_survival(self, data: pd.DataFrame, given, horizon_days: float = DAYS_PER_YEAR):
         """Conditional net survival NS(s + horizon) / NS(s) of the marginal net survival, for each s in
-        `given` (days): `given_days, horizon_days, surv, lower, upper` (CI on the log(-log) scale)."""
-        X, w = self._patterns(data)
-        s = np.asarray(given, float)
-
-        def fun(th):
-            num = self._marginal(th, X, w, s + horizon_days)
-            den = np.where(s > 0, self._marginal(th, X, w, np.maximum(s, 1e-9)), 1.0)
-            return num / den
-
-        est, _, lo, hi = self._delta(fun, lambda c: np.log(-np.log(np.clip(c, 1e-300, 1 - 1e-15))),
-                                     lambda z: np.exp(-np.exp(z)))
-        return pd.DataFrame({"given_days": s, "horizon_days": float(horizon_days), "surv": est,
-                             "lower": lo, "upper": hi})
+        `given` (days, > 0): `given_days, horizon_days, surv, lower, upper` (CI on the log(-log) scale)."""
+        p = self._one_group(data, given, horizon_days=horizon_days)
+        return pd.DataFrame({"given_days": p["time"], "horizon_days": float(horizon_days), "surv": p["conditional"],
+                             "lower": p["cns_lower"], "upper": p["cns_upper"]})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1730,13 +1711,9 @@ def flexible_excess_by_groups(data: pd.DataFrame, groups, *, time: str, event: s
                  np.arange(1, int((last - DAYS_PER_YEAR) / step) + 1) * step]
     times = np.asarray(times, float)
     times = times[times <= last]
-    pred_t, pred_g = [], []
-    for gt, col in [("all", None)] + [(g, g) for g in groups]:
-        lab = np.full(len(d), "all", dtype=object) if col is None else d[col].astype(str).to_numpy()
-        both = f.predict_groups(d, lab, np.r_[times, grid], horizon_days=DAYS_PER_YEAR)
-        both.insert(0, "group_type", gt)
-        pred_t.append(both[both["time"].isin(times)])
-        pred_g.append(both[both["time"].isin(grid)])
+    labels = {"all": np.full(len(d), "all", dtype=object), **{g: d[g].astype(str).to_numpy() for g in groups}}
+    both = f.predict_groups(d, labels, np.r_[times, grid], horizon_days=DAYS_PER_YEAR)
+    pred_t, pred_g = [both[both["time"].isin(times)]], [both[both["time"].isin(grid)]]
     net = pd.concat(pred_t, ignore_index=True).rename(columns={"net_survival": "surv", "ns_lower": "lower",
                                                                 "ns_upper": "upper"})
     net = net[["group_type", "group", "time", "surv", "lower", "upper"]].drop_duplicates(["group_type", "group", "time"])
