@@ -1759,9 +1759,12 @@ def duration_paragraph(excess: pd.DataFrame, duration: pd.DataFrame, flexible_du
              f"(net excess hazard {num(peak['excess_rate'], '{:.2f}')} per person-year, 95 % CI "
              f"{num(peak['lower'], '{:.2f}')}–{num(peak['upper'], '{:.2f}')}) and declined afterwards."]
     cens = " (censored: still detectable in the last interval with follow-up)" if bool(d.get("censored")) else ""
-    parts.append(f"By the significance-based definition (a), excess mortality lasted "
-                 f"{num(d['duration_years'], '{:.1f}')} years (95 % CI {num(d['lower'], '{:.1f}')}–"
-                 f"{num(d['upper'], '{:.1f}')}){cens}.")
+    if d["duration_years"] is None or not np.isfinite(d["duration_years"]):
+        parts.append("By the significance-based definition (a), the duration is withheld (disclosure control).")
+    else:
+        parts.append(f"By the significance-based definition (a), excess mortality lasted "
+                     f"{num(d['duration_years'], '{:.1f}')} years (95 % CI {num(d['lower'], '{:.1f}')}–"
+                     f"{num(d['upper'], '{:.1f}')}){cens}.")
     for name, row in fd.iterrows():
         thr = name.split("_")[-1]
         what = (f"the conditional one-year net survival (flexible model) reached {thr} and stayed there"
