@@ -349,9 +349,19 @@ def _maximal_sets(varsets: list[frozenset]) -> tuple[list[frozenset], dict[froze
             for x in v:
                 idx[x] |= 1 << i
     for v in varsets:
-        bits = holding(v)
-        member[v] = [i for i in range(bits.bit_length()) if bits >> i & 1]
+        member[v] = _bit_indices(holding(v))
     return maximal, member
+
+
+def _bit_indices(bits: int) -> list[int]:
+    """Indices of the set bits of `bits`, ascending: one step per set bit (lowest first), not one per bit
+    position (a variable set is held by few of thousands of maximal sets)."""
+    out = []
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
+    return out
 
 
 def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozenset]]:
