@@ -725,9 +725,25 @@ class System:
         self.cells = cells
         self._wide: set[Cell] = set()
         self.conflicts: set[Cell] = set()  # assumed margins that would reveal a sensitive cell
-        self._build()
+        self._built = False
+
+    # the inner cells and index tables are built when first needed: most systems of a run (those of
+    # earlier outputs, one per at-risk time of a curve) hold no sensitive and no withheld cell, and are
+    # then never reduced to inner cells
+    @property
+    def leaves(self) -> dict[str, list[str]]:
+        if not self._built:
+            self._build()
+        return self._leaves
+
+    @property
+    def n_inner(self) -> int:
+        if not self._built:
+            self._build()
+        return self._n_inner
 
     def _build(self) -> None:
+        self._built = True
         leaves: dict[str, list[str]] = {}
         for var in self.vars:
             levels = sorted({c.get(var) for c in self.cells if c.get(var) is not None})
@@ -740,9 +756,9 @@ class System:
                 used = set(levels)
                 leaves[var] = sorted(lev for lev in used if not any(o != lev and within(o, lev) for o in used))
                 # a level used only at a coarser depth than others of its branch stays a leaf
-        self.leaves = leaves
+        self._leaves = leaves
         dims = [len(leaves[v]) for v in self.vars]
-        self.n_inner = int(np.prod(dims)) if dims else 1
+        self._n_inner = int(np.prod(dims)) if dims else 1
         self._index: dict[Cell, np.ndarray] = {}
         # per var: level -> indices of leaves within it
         self._within: dict[str, dict[str, np.ndarray]] = {}
@@ -768,6 +784,8 @@ class System:
 
     def support(self, cell: Cell) -> np.ndarray:
         """Indices of the inner cells a cell is the sum of."""
+        if not self._built:
+            self._build()
         got = self._index.get(cell)
         if got is not None:
             return got
