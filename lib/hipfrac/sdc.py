@@ -532,6 +532,12 @@ class Solution:
     conflicts: set[Cell] = field(default_factory=set)  # assumed margins taken as not published (see Limits)
 
 
+def _cell_key(c: Cell) -> tuple:
+    """Sort key giving the order of Cell's own comparison (universe, then conditions) as one tuple
+    comparison in C, instead of the dataclass __lt__ called for every pair."""
+    return c.universe, c.conds
+
+
 class Problem:
     """A set of cells with values and statuses, to protect together.
 
@@ -586,7 +592,7 @@ class Problem:
         for c in self.cells:
             by_u[c.universe].append(c)
         for u in sorted(by_u):
-            cells = sorted(by_u[u])
+            cells = sorted(by_u[u], key=_cell_key)
             varsets = sorted({c.vars for c in cells}, key=lambda s: (-len(s), sorted(s)))
             maximal, member = _maximal_sets(varsets)
             # each distinct variable set once: the systems it belongs to (cells stay in sorted order)
@@ -681,7 +687,10 @@ class Problem:
         primary = {c for c, e in self.cells.items() if e.status == CANDIDATE and self.small(c)}
         withheld |= primary
         exposed: dict[Cell, str] = {}
-        systems = [System(self, m, cells) for m, cells in self.systems()]
+        # statuses and values do not change while solving: which cells are sensitive is decided once here,
+        # not once per system holding the cell (the national totals lie in every system)
+        sensitive = {c for c in self.cells if self.sensitive(c)}
+        systems = [System(self, m, cells, sensitive) for m, cells in self.systems()]
         # withholding more never reveals anything, so each system is protected once, and again only when
         # another system withheld one of its cells (which must then stay hidden here too)
         member: dict[Cell, list[int]] = defaultdict(list)
@@ -719,8 +728,9 @@ class Problem:
 class System:
     """One maximal variable set of one universe: inner cells, model matrix, protection."""
 
-    def __init__(self, problem: Problem, varset: frozenset, cells: list[Cell]):
+    def __init__(self, problem: Problem, varset: frozenset, cells: list[Cell], sensitive: set[Cell] | None = None):
         self.p = problem
+        self._sens = sensitive  # the problem's sensitive cells when known (else asked per cell)
         self.vars = sorted(varset)
         self.cells = cells
         self._wide: set[Cell] = set()
@@ -827,7 +837,12 @@ class System:
                                   self.p.cells[c].value != 0, -(self.p.cells[c].value or 0), c))
         return sorted(hard), soft, cands
 
+    def _is_sensitive(self, c: Cell) -> bool:
+        return c in self._sens if self._sens is not None else self.p.sensitive(c)
+
     def _sensitive(self) -> list[Cell]:
+        if self._sens is not None:
+            return [c for c in self.cells if c in self._sens]
         return [c for c in self.cells if self.p.sensitive(c)]
 
     def protect(self, withheld: set[Cell], exposed: dict) -> set[Cell]:
@@ -904,7 +919,7 @@ class System:
         """Withheld or implied sensitive cells of this system whose value follows exactly from the
         published ones."""
         sens = [c for c in self.cells if c in withheld
-                or (self.p.cells[c].status == IMPLIED and self.p.sensitive(c))]
+                or (self._is_sensitive(c) and self.p.cells[c].status == IMPLIED)]
         if not sens:
             return []
         basis = _SparseBasis()
