@@ -262,3 +262,17 @@ def test_maximal_sets_with_thousands_of_maximal_sets():
     assert maximal == ref and len(ref) > 1000
     for v in vs:
         assert member[v] == [i for i, m in enumerate(ref) if v <= m]
+
+
+def test_cell_hash_is_the_hash_of_its_compared_fields_and_survives_pickling():
+    """Cell caches the hash the dataclass computed on every call (same value: sets of cells iterate in
+    the same order); a pickled cell is rebuilt with this process's hash."""
+    import copy
+    import pickle
+
+    for conds in ({}, {"res": "a > b"}, {"#fu": "dead|cens", "sex": "female", "age": "80-89"}):
+        c = Cell.make("patients", conds)
+        assert hash(c) == hash((c.universe, c.conds))
+        for d in (pickle.loads(pickle.dumps(c)), copy.deepcopy(c), Cell(c.universe, c.conds)):
+            assert d == c and hash(d) == hash(c) and d.vars == c.vars
+        assert {c: 1}[Cell.from_json(c.to_json())] == 1

@@ -87,9 +87,26 @@ class Cell:
     universe: str
     conds: tuple[tuple[str, str], ...]
     _vars: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_vars", frozenset(v for v, _ in self.conds))
+        # the hash the dataclass would compute on every call (of the compared fields), computed once: cells
+        # are looked up in sets and dicts millions of times per national run; same value, so sets of cells
+        # iterate in the same order
+        object.__setattr__(self, "_hash", hash((self.universe, self.conds)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        # rebuilt from its fields (string hashes differ between processes: the cached hash is not pickled)
+        return Cell, (self.universe, self.conds)
+
+    def __setstate__(self, state):
+        # a cell pickled as its attributes (before __reduce__): hash recomputed in this process
+        self.__dict__.update(state)
+        object.__setattr__(self, "_hash", hash((self.universe, self.conds)))
 
     @staticmethod
     def make(universe: str, conds: Mapping[str, str] | Iterable[tuple[str, str]]) -> Cell:
@@ -714,8 +731,9 @@ class Problem:
                         queued.add(j)
         # the interval test changes nothing already exact; exact protection is rechecked at the end
         recoverable: set[Cell] = set()
+        hidden = withheld | {c for c in sensitive if self.cells[c].status == IMPLIED}
         for s in systems:
-            for c in s.determined(withheld):
+            for c in s.determined(withheld, hidden):
                 if self.sensitive(c):
                     exposed.setdefault(c, "determined by cells that cannot be withheld here")
                 else:
@@ -915,11 +933,14 @@ class System:
             publish(r, j)
         return added
 
-    def determined(self, withheld: set[Cell]) -> list[Cell]:
+    def determined(self, withheld: set[Cell], hidden: set[Cell] | None = None) -> list[Cell]:
         """Withheld or implied sensitive cells of this system whose value follows exactly from the
-        published ones."""
-        sens = [c for c in self.cells if c in withheld
-                or (self._is_sensitive(c) and self.p.cells[c].status == IMPLIED)]
+        published ones. hidden: those cells of the whole problem when known (withheld | implied sensitive)."""
+        if hidden is not None:
+            sens = [c for c in self.cells if c in hidden]
+        else:
+            sens = [c for c in self.cells if c in withheld
+                    or (self._is_sensitive(c) and self.p.cells[c].status == IMPLIED)]
         if not sens:
             return []
         basis = _SparseBasis()
