@@ -57,10 +57,12 @@ until every sensitive cell keeps an interval of at least ``min_cell`` (or nothin
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
 import math
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -416,6 +418,20 @@ def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozense
     return out
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """The cyclic garbage collector paused for the duration (restored as it was): a national problem
+    creates hundreds of thousands of cells, tuples and sets that all stay alive until it is solved, and
+    each automatic collection would traverse them all again (cycles made meanwhile are collected later)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def within(path: str, node: str) -> bool:
     """True if level `path` lies within level `node` (equal, or a descendant)."""
     return path == node or path.startswith(node + SEP)
@@ -691,6 +707,10 @@ class Problem:
     def solve(self, max_rounds: int = 20) -> Solution:
         """Protect the problem's cells: interval atoms are cut at the common break points first (cells
         naming the same units become one) and their differences across rows and outputs added."""
+        with gc_paused():
+            return self._solve(max_rounds)
+
+    def _solve(self, max_rounds: int) -> Solution:
         mapping = refine_map(self.cells)
         if mapping:
             return self._solve_refined(mapping, max_rounds)
@@ -710,20 +730,22 @@ class Problem:
         systems = [System(self, m, cells, sensitive) for m, cells in self.systems()]
         # withholding more never reveals anything, so each system is protected once, and again only when
         # another system withheld one of its cells (which must then stay hidden here too)
-        member: dict[Cell, list[int]] = defaultdict(list)
-        for k, sys_ in enumerate(systems):
-            for c in sys_.cells:
-                member[c].append(k)
-        queue = list(range(len(systems)))
+        member: dict[Cell, list[int]] | None = None  # systems of each cell, made when a first cell is added
+        queue = deque(range(len(systems)))
         queued = set(queue)
         rounds = 0
         while queue and rounds < max_rounds * max(1, len(systems)):
             rounds += 1
-            k = queue.pop(0)
+            k = queue.popleft()
             queued.discard(k)
             added = systems[k].protect(withheld, exposed)
             new = added - withheld
             withheld |= added
+            if new and member is None:
+                member = defaultdict(list)
+                for i, sys_ in enumerate(systems):
+                    for c in sys_.cells:
+                        member[c].append(i)
             for c in new:
                 for j in member[c]:  # this system too: a cell withheld for an interval must stay hidden
                     if j not in queued:
