@@ -229,3 +229,50 @@ def test_maximal_sets_and_membership_equal_the_direct_loops():
         assert maximal == ref
         for v in vs:
             assert member[v] == [i for i, m in enumerate(ref) if v <= m]
+
+
+def test_bit_indices_equal_the_bit_positions():
+    import random
+
+    from hipfrac.sdc import _bit_indices
+
+    rng = random.Random(3)
+    for _ in range(500):
+        bits = rng.getrandbits(rng.randint(0, 5000)) if rng.random() < 0.5 else \
+            sum(1 << rng.randrange(8000) for _ in range(rng.randint(0, 5)))
+        assert _bit_indices(bits) == [i for i in range(bits.bit_length()) if bits >> i & 1]
+
+
+def test_maximal_sets_with_thousands_of_maximal_sets():
+    """As in a national run: one status variable per at-risk time, each crossed with a few dimensions."""
+    import random
+
+    from hipfrac.sdc import _maximal_sets
+
+    rng = random.Random(4)
+    names = [f"#atrisk{i}" for i in range(1500)] + ["res", "sex", "#rows", "hosp"]
+    vs = sorted({frozenset(rng.sample(names[:1500], 1) + rng.sample(names[1500:], rng.randint(0, 2)))
+                 for _ in range(4000)} | {frozenset(rng.sample(names[1500:], rng.randint(0, 2))) for _ in range(20)},
+                key=lambda s: (-len(s), sorted(s)))
+    ref: list[frozenset] = []
+    for s in vs:
+        if not any(s <= m for m in ref):
+            ref.append(s)
+    maximal, member = _maximal_sets(vs)
+    assert maximal == ref and len(ref) > 1000
+    for v in vs:
+        assert member[v] == [i for i, m in enumerate(ref) if v <= m]
+
+
+def test_cell_hash_is_the_hash_of_its_compared_fields_and_survives_pickling():
+    """Cell caches the hash the dataclass computed on every call (same value: sets of cells iterate in
+    the same order); a pickled cell is rebuilt with this process's hash."""
+    import copy
+    import pickle
+
+    for conds in ({}, {"res": "a > b"}, {"#fu": "dead|cens", "sex": "female", "age": "80-89"}):
+        c = Cell.make("patients", conds)
+        assert hash(c) == hash((c.universe, c.conds))
+        for d in (pickle.loads(pickle.dumps(c)), copy.deepcopy(c), Cell(c.universe, c.conds)):
+            assert d == c and hash(d) == hash(c) and d.vars == c.vars
+        assert {c: 1}[Cell.from_json(c.to_json())] == 1

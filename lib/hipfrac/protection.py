@@ -85,6 +85,8 @@ class Registry:
     def relevant(self, universe: str, varsets: list[frozenset]) -> list[tuple[Cell, float | None, str]]:
         """Registered cells of `universe` that share a system with any of `varsets` (their variables are a
         subset or a superset of one)."""
+        if any(not m for m in varsets):  # the empty set is within every cell's variables
+            return [(c, v, st) for c, (v, st) in self.cells.items() if c.universe == universe]
         out = []
         for c, (v, st) in self.cells.items():
             if c.universe != universe:
@@ -93,6 +95,10 @@ class Registry:
             if any(cv <= m or m <= cv for m in varsets):
                 out.append((c, v, st))
         return out
+
+
+# status in a problem of a cell registered by an earlier output
+_REGISTERED = {"visible": VISIBLE, "withheld": FORCED, "known": ASSUMED, "implied": IMPLIED}
 
 
 def _rank(status: str) -> int:
@@ -234,6 +240,13 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
     Raises DisclosureError in strict mode when the frame has no metadata, a column has no role, or a
     small count could not be protected.
     """
+    with sdc.gc_paused():
+        return _protect(frame, min_cell, registry=registry, forced=forced, strict=strict, name=name,
+                        intervals=intervals, protect_missing=protect_missing)
+
+
+def _protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None, forced, strict: bool, name: str,
+             intervals: bool, protect_missing: bool) -> Protected:
     if not results.is_result(frame):
         if strict:
             raise DisclosureError(f"{name}: the frame carries no disclosure metadata; export the result of a "
@@ -356,8 +369,7 @@ def protect(frame: pd.DataFrame, min_cell: int, *, registry: Registry | None = N
             varsets = sorted({c.vars for c in problem.cells if c.universe == universe},
                              key=lambda s: (len(s), sorted(s)))
             for cell, v, st in registry.relevant(universe, varsets):
-                problem.add(cell, v, {"visible": VISIBLE, "withheld": FORCED, "known": ASSUMED,
-                                      "implied": IMPLIED}[st], own=False)
+                problem.add(cell, v, _REGISTERED[st], own=False)
     sol = problem.solve()
 
     # back to the frame

@@ -57,10 +57,12 @@ until every sensitive cell keeps an interval of at least ``min_cell`` (or nothin
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
 import math
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -87,9 +89,26 @@ class Cell:
     universe: str
     conds: tuple[tuple[str, str], ...]
     _vars: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_vars", frozenset(v for v, _ in self.conds))
+        # the hash the dataclass would compute on every call (of the compared fields), computed once: cells
+        # are looked up in sets and dicts millions of times per national run; same value, so sets of cells
+        # iterate in the same order
+        object.__setattr__(self, "_hash", hash((self.universe, self.conds)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        # rebuilt from its fields (string hashes differ between processes: the cached hash is not pickled)
+        return Cell, (self.universe, self.conds)
+
+    def __setstate__(self, state):
+        # a cell pickled as its attributes (before __reduce__): hash recomputed in this process
+        self.__dict__.update(state)
+        object.__setattr__(self, "_hash", hash((self.universe, self.conds)))
 
     @staticmethod
     def make(universe: str, conds: Mapping[str, str] | Iterable[tuple[str, str]]) -> Cell:
@@ -349,9 +368,19 @@ def _maximal_sets(varsets: list[frozenset]) -> tuple[list[frozenset], dict[froze
             for x in v:
                 idx[x] |= 1 << i
     for v in varsets:
-        bits = holding(v)
-        member[v] = [i for i in range(bits.bit_length()) if bits >> i & 1]
+        member[v] = _bit_indices(holding(v))
     return maximal, member
+
+
+def _bit_indices(bits: int) -> list[int]:
+    """Indices of the set bits of `bits`, ascending: one step per set bit (lowest first), not one per bit
+    position (a variable set is held by few of thousands of maximal sets)."""
+    out = []
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
+    return out
 
 
 def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozenset]]:
@@ -387,6 +416,20 @@ def _commons(varsets, maximal: list[frozenset]) -> dict[frozenset, list[frozense
                     found.append(((bits & -bits).bit_length() - 1, frozenset(sub)))
         out[v] = [s for _, s in sorted(found, key=lambda t: t[0])]
     return out
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """The cyclic garbage collector paused for the duration (restored as it was): a national problem
+    creates hundreds of thousands of cells, tuples and sets that all stay alive until it is solved, and
+    each automatic collection would traverse them all again (cycles made meanwhile are collected later)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def within(path: str, node: str) -> bool:
@@ -522,6 +565,12 @@ class Solution:
     conflicts: set[Cell] = field(default_factory=set)  # assumed margins taken as not published (see Limits)
 
 
+def _cell_key(c: Cell) -> tuple:
+    """Sort key giving the order of Cell's own comparison (universe, then conditions) as one tuple
+    comparison in C, instead of the dataclass __lt__ called for every pair."""
+    return c.universe, c.conds
+
+
 class Problem:
     """A set of cells with values and statuses, to protect together.
 
@@ -576,7 +625,7 @@ class Problem:
         for c in self.cells:
             by_u[c.universe].append(c)
         for u in sorted(by_u):
-            cells = sorted(by_u[u])
+            cells = sorted(by_u[u], key=_cell_key)
             varsets = sorted({c.vars for c in cells}, key=lambda s: (-len(s), sorted(s)))
             maximal, member = _maximal_sets(varsets)
             # each distinct variable set once: the systems it belongs to (cells stay in sorted order)
@@ -658,6 +707,10 @@ class Problem:
     def solve(self, max_rounds: int = 20) -> Solution:
         """Protect the problem's cells: interval atoms are cut at the common break points first (cells
         naming the same units become one) and their differences across rows and outputs added."""
+        with gc_paused():
+            return self._solve(max_rounds)
+
+    def _solve(self, max_rounds: int) -> Solution:
         mapping = refine_map(self.cells)
         if mapping:
             return self._solve_refined(mapping, max_rounds)
@@ -671,23 +724,28 @@ class Problem:
         primary = {c for c, e in self.cells.items() if e.status == CANDIDATE and self.small(c)}
         withheld |= primary
         exposed: dict[Cell, str] = {}
-        systems = [System(self, m, cells) for m, cells in self.systems()]
+        # statuses and values do not change while solving: which cells are sensitive is decided once here,
+        # not once per system holding the cell (the national totals lie in every system)
+        sensitive = {c for c in self.cells if self.sensitive(c)}
+        systems = [System(self, m, cells, sensitive) for m, cells in self.systems()]
         # withholding more never reveals anything, so each system is protected once, and again only when
         # another system withheld one of its cells (which must then stay hidden here too)
-        member: dict[Cell, list[int]] = defaultdict(list)
-        for k, sys_ in enumerate(systems):
-            for c in sys_.cells:
-                member[c].append(k)
-        queue = list(range(len(systems)))
+        member: dict[Cell, list[int]] | None = None  # systems of each cell, made when a first cell is added
+        queue = deque(range(len(systems)))
         queued = set(queue)
         rounds = 0
         while queue and rounds < max_rounds * max(1, len(systems)):
             rounds += 1
-            k = queue.pop(0)
+            k = queue.popleft()
             queued.discard(k)
             added = systems[k].protect(withheld, exposed)
             new = added - withheld
             withheld |= added
+            if new and member is None:
+                member = defaultdict(list)
+                for i, sys_ in enumerate(systems):
+                    for c in sys_.cells:
+                        member[c].append(i)
             for c in new:
                 for j in member[c]:  # this system too: a cell withheld for an interval must stay hidden
                     if j not in queued:
@@ -695,8 +753,9 @@ class Problem:
                         queued.add(j)
         # the interval test changes nothing already exact; exact protection is rechecked at the end
         recoverable: set[Cell] = set()
+        hidden = withheld | {c for c in sensitive if self.cells[c].status == IMPLIED}
         for s in systems:
-            for c in s.determined(withheld):
+            for c in s.determined(withheld, hidden):
                 if self.sensitive(c):
                     exposed.setdefault(c, "determined by cells that cannot be withheld here")
                 else:
@@ -709,15 +768,32 @@ class Problem:
 class System:
     """One maximal variable set of one universe: inner cells, model matrix, protection."""
 
-    def __init__(self, problem: Problem, varset: frozenset, cells: list[Cell]):
+    def __init__(self, problem: Problem, varset: frozenset, cells: list[Cell], sensitive: set[Cell] | None = None):
         self.p = problem
+        self._sens = sensitive  # the problem's sensitive cells when known (else asked per cell)
         self.vars = sorted(varset)
         self.cells = cells
         self._wide: set[Cell] = set()
         self.conflicts: set[Cell] = set()  # assumed margins that would reveal a sensitive cell
-        self._build()
+        self._built = False
+
+    # the inner cells and index tables are built when first needed: most systems of a run (those of
+    # earlier outputs, one per at-risk time of a curve) hold no sensitive and no withheld cell, and are
+    # then never reduced to inner cells
+    @property
+    def leaves(self) -> dict[str, list[str]]:
+        if not self._built:
+            self._build()
+        return self._leaves
+
+    @property
+    def n_inner(self) -> int:
+        if not self._built:
+            self._build()
+        return self._n_inner
 
     def _build(self) -> None:
+        self._built = True
         leaves: dict[str, list[str]] = {}
         for var in self.vars:
             levels = sorted({c.get(var) for c in self.cells if c.get(var) is not None})
@@ -730,9 +806,9 @@ class System:
                 used = set(levels)
                 leaves[var] = sorted(lev for lev in used if not any(o != lev and within(o, lev) for o in used))
                 # a level used only at a coarser depth than others of its branch stays a leaf
-        self.leaves = leaves
+        self._leaves = leaves
         dims = [len(leaves[v]) for v in self.vars]
-        self.n_inner = int(np.prod(dims)) if dims else 1
+        self._n_inner = int(np.prod(dims)) if dims else 1
         self._index: dict[Cell, np.ndarray] = {}
         # per var: level -> indices of leaves within it
         self._within: dict[str, dict[str, np.ndarray]] = {}
@@ -758,6 +834,8 @@ class System:
 
     def support(self, cell: Cell) -> np.ndarray:
         """Indices of the inner cells a cell is the sum of."""
+        if not self._built:
+            self._build()
         got = self._index.get(cell)
         if got is not None:
             return got
@@ -799,7 +877,12 @@ class System:
                                   self.p.cells[c].value != 0, -(self.p.cells[c].value or 0), c))
         return sorted(hard), soft, cands
 
+    def _is_sensitive(self, c: Cell) -> bool:
+        return c in self._sens if self._sens is not None else self.p.sensitive(c)
+
     def _sensitive(self) -> list[Cell]:
+        if self._sens is not None:
+            return [c for c in self.cells if c in self._sens]
         return [c for c in self.cells if self.p.sensitive(c)]
 
     def protect(self, withheld: set[Cell], exposed: dict) -> set[Cell]:
@@ -872,11 +955,14 @@ class System:
             publish(r, j)
         return added
 
-    def determined(self, withheld: set[Cell]) -> list[Cell]:
+    def determined(self, withheld: set[Cell], hidden: set[Cell] | None = None) -> list[Cell]:
         """Withheld or implied sensitive cells of this system whose value follows exactly from the
-        published ones."""
-        sens = [c for c in self.cells if c in withheld
-                or (self.p.cells[c].status == IMPLIED and self.p.sensitive(c))]
+        published ones. hidden: those cells of the whole problem when known (withheld | implied sensitive)."""
+        if hidden is not None:
+            sens = [c for c in self.cells if c in hidden]
+        else:
+            sens = [c for c in self.cells if c in withheld
+                    or (self._is_sensitive(c) and self.p.cells[c].status == IMPLIED)]
         if not sens:
             return []
         basis = _SparseBasis()
