@@ -1713,11 +1713,10 @@ def flexible_excess_by_groups(data: pd.DataFrame, groups, *, time: str, event: s
     times = times[times <= last]
     labels = {"all": np.full(len(d), "all", dtype=object), **{g: d[g].astype(str).to_numpy() for g in groups}}
     both = f.predict_groups(d, labels, np.r_[times, grid], horizon_days=DAYS_PER_YEAR)
-    pred_t, pred_g = [both[both["time"].isin(times)]], [both[both["time"].isin(grid)]]
-    net = pd.concat(pred_t, ignore_index=True).rename(columns={"net_survival": "surv", "ns_lower": "lower",
+    net = both[both["time"].isin(times)].reset_index(drop=True).rename(columns={"net_survival": "surv", "ns_lower": "lower",
                                                                 "ns_upper": "upper"})
     net = net[["group_type", "group", "time", "surv", "lower", "upper"]].drop_duplicates(["group_type", "group", "time"])
-    curves_ = pd.concat(pred_g, ignore_index=True).rename(columns={"conditional": "conditional_1y"})
+    curves_ = both[both["time"].isin(grid)].reset_index(drop=True).rename(columns={"conditional": "conditional_1y"})
     curves_ = curves_.drop_duplicates(["group_type", "group", "time"]).reset_index(drop=True)
     dur_rows = []
     for (gt, lv), c in curves_.groupby(["group_type", "group"], sort=False):

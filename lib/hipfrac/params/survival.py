@@ -37,6 +37,7 @@ class SurvivalParams(Section):
     flexible_covariates: cohort columns of the flexible model (numeric columns centred; categorical as
       indicators against the most frequent level).
     flexible_tvc: time-varying effects of the flexible model: {covariate column or indicator: spline df}.
+    flexible_groups: cohort columns by which the flexible model's predictions and durations are reported.
     cure_threshold: conditional one-year net survival from which on excess mortality counts as over
       (size-based duration, Dal Maso et al. 2014 use 0.95).
     excess_threshold_per_year: excess hazard (per person-year) below which excess mortality counts as over
@@ -71,6 +72,7 @@ class SurvivalParams(Section):
     flexible_df: int = Field(8, ge=1, le=12)
     flexible_covariates: tuple[str, ...] = ("age", "sex")
     flexible_tvc: dict[str, int] = {"age": 3}
+    flexible_groups: tuple[str, ...] = ("sex", "age_band", "res_region")
     cure_threshold: float = Field(0.95, gt=0.5, lt=1.0)
     excess_threshold_per_year: float = Field(0.05, gt=0, lt=1.0)
 
@@ -88,7 +90,7 @@ class SurvivalParams(Section):
     def _names(cls, v):
         return check_identifiers(v, "case-mix columns")
 
-    @field_validator("relative_groups", "flexible_covariates")
+    @field_validator("relative_groups", "flexible_covariates", "flexible_groups")
     @classmethod
     def _columns(cls, v):
         return check_identifiers(v, "cohort columns")
